@@ -1,0 +1,713 @@
+#include "server/config.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <exception>
+#include <limits>
+#include <optional>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "yaml-cpp/yaml.h"
+
+extern char** environ;
+
+namespace eventbus::server {
+namespace {
+
+constexpr absl::string_view kEnvPrefix = "EVENTBUS_";
+
+enum class Kind { kString, kList, kInt, kDuration, kEnum, kProperties };
+
+// Returns why `item` is not acceptable, or "" when it is.
+using ItemCheck = std::string (*)(const std::string& item);
+
+std::string CheckListenAddress(const std::string& item);
+std::string CheckTopicName(const std::string& item);
+
+// One config key. The Config member it sets is the one pointer that matches
+// `kind` (kEnum uses `text`).
+struct KeySpec {
+  const char* key;  // kProperties: the prefix; "<key>.<property>" is the key
+  const char* default_text;
+  const char* help;
+  Kind kind;
+  std::string Config::*text = nullptr;
+  std::vector<std::string> Config::*list = nullptr;
+  int64_t Config::*integer = nullptr;
+  absl::Duration Config::*duration = nullptr;
+  std::map<std::string, std::string> Config::*properties = nullptr;
+  int64_t min = 0;                                   // kInt
+  int64_t max = std::numeric_limits<int64_t>::max();  // kInt
+  bool zero_ok = false;     // kDuration: 0 is allowed
+  bool non_empty = false;   // kString, kList
+  bool comma_list = false;  // kString: a comma-separated list kept as text
+  const char* choices = nullptr;  // kEnum: comma-separated
+  ItemCheck check = nullptr;      // kString, kList: each value or item
+};
+
+// The one table of keys: lookup, environment names and ConfigHelp() all come
+// from it. Defaults here are help text; the values are Config's initializers.
+constexpr KeySpec kKeys[] = {
+    {.key = "kafka.brokers",
+     .default_text = "localhost:9092",
+     .help = "Bootstrap brokers, comma-separated host:port (librdkafka "
+             "bootstrap.servers). A YAML sequence also works.",
+     .kind = Kind::kString,
+     .text = &Config::brokers,
+     .non_empty = true,
+     .comma_list = true},
+    {.key = "kafka.client_id",
+     .default_text = "eventbus-sidecar",
+     .help = "Client id sent to the brokers (librdkafka client.id).",
+     .kind = Kind::kString,
+     .text = &Config::client_id,
+     .non_empty = true},
+    {.key = "kafka.producer",
+     .default_text = "(none)",
+     .help = "Any librdkafka producer property, e.g. "
+             "kafka.producer.linger.ms=5 or "
+             "EVENTBUS_KAFKA_PRODUCER_LINGER_MS=5. Passed to librdkafka "
+             "unchecked.",
+     .kind = Kind::kProperties,
+     .properties = &Config::producer_properties},
+    {.key = "kafka.consumer",
+     .default_text = "(none)",
+     .help = "Any librdkafka consumer property, e.g. "
+             "kafka.consumer.fetch.max.bytes=1048576. Passed to librdkafka "
+             "unchecked.",
+     .kind = Kind::kProperties,
+     .properties = &Config::consumer_properties},
+    {.key = "server.listen",
+     .default_text = "0.0.0.0:50051",
+     .help = "Addresses the gRPC server listens on: a list of host:port or "
+             "unix:/path. Port 0 picks a free port.",
+     .kind = Kind::kList,
+     .list = &Config::listen,
+     .non_empty = true,
+     .check = &CheckListenAddress},
+    {.key = "server.shutdown_grace",
+     .default_text = "10s",
+     .help = "How long shutdown waits for calls in progress and pending Kafka "
+             "deliveries before cancelling them (0 allowed).",
+     .kind = Kind::kDuration,
+     .duration = &Config::shutdown_grace,
+     .zero_ok = true},
+    {.key = "events.source",
+     .default_text = "//eventbus/<hostname>",
+     .help = "The CloudEvents source (URI-reference) that identifies this "
+             "sidecar.",
+     .kind = Kind::kString,
+     .text = &Config::source,
+     .non_empty = true},
+    {.key = "events.structured_topics",
+     .default_text = "(none)",
+     .help = "Topics whose records are written in CloudEvents structured mode "
+             "(the whole event as JSON in the value); other topics use binary "
+             "mode (attributes in headers).",
+     .kind = Kind::kList,
+     .list = &Config::structured_topics,
+     .check = &CheckTopicName},
+    {.key = "limits.max_event_bytes",
+     .default_text = "1000000",
+     .help = "Largest event accepted, in bytes (1..100000000).",
+     .kind = Kind::kInt,
+     .integer = &Config::max_event_bytes,
+     .min = 1,
+     .max = 100000000},
+    {.key = "limits.stream_max_in_flight",
+     .default_text = "10000",
+     .help = "Events of one PublishStream that may await Kafka's "
+             "acknowledgement at a time (1..1000000).",
+     .kind = Kind::kInt,
+     .integer = &Config::stream_max_in_flight,
+     .min = 1,
+     .max = 1000000},
+    {.key = "limits.max_buffered_bytes",
+     .default_text = "67108864",
+     .help = "Bytes of events that may wait for a broker or for room in the "
+             "producer queue (at least 1024).",
+     .kind = Kind::kInt,
+     .integer = &Config::max_buffered_bytes,
+     .min = 1024},
+    {.key = "limits.publish_timeout",
+     .default_text = "30s",
+     .help = "Deadline of a publish whose call carries none (> 0).",
+     .kind = Kind::kDuration,
+     .duration = &Config::publish_timeout},
+    {.key = "log.level",
+     .default_text = "info",
+     .help = "Log level: trace, debug, info, warn, error, critical or off.",
+     .kind = Kind::kEnum,
+     .text = &Config::log_level,
+     .choices = "trace,debug,info,warn,error,critical,off"},
+    {.key = "log.format",
+     .default_text = "text",
+     .help = "Log format: text, or json (one JSON object per line).",
+     .kind = Kind::kEnum,
+     .text = &Config::log_format,
+     .choices = "text,json"},
+};
+
+// One value for one key, as a source gave it.
+struct Setting {
+  std::string key;
+  std::string value;
+  std::optional<std::vector<std::string>> items;  // set for a YAML sequence
+  std::string origin;  // "flag --k", "environment variable V", "file F, line N"
+};
+
+std::string Quoted(absl::string_view text) {
+  return absl::StrCat("\"", absl::CHexEscape(text), "\"");
+}
+
+absl::Status UnknownKey(absl::string_view key, absl::string_view origin) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown config key ", Quoted(key), " (", origin, "); see --help"));
+}
+
+absl::Status InvalidValue(const Setting& setting, absl::string_view reason) {
+  std::string shown =
+      setting.items
+          ? absl::StrCat("[", absl::StrJoin(*setting.items, ", "), "]")
+          : setting.value;
+  return absl::InvalidArgumentError(
+      absl::StrCat("invalid value ", Quoted(shown), " for ", setting.key, " (",
+                   setting.origin, "): ", reason));
+}
+
+bool AllDigits(absl::string_view text) {
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return absl::ascii_isdigit(static_cast<unsigned char>(c));
+  });
+}
+
+std::string CheckListenAddress(const std::string& item) {
+  absl::string_view path = item;
+  if (absl::ConsumePrefix(&path, "unix:") ||
+      absl::ConsumePrefix(&path, "unix-abstract:")) {
+    return path.empty() ? absl::StrCat(Quoted(item), " has no socket path")
+                        : "";
+  }
+  size_t colon = item.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || colon == 0 ||
+      !AllDigits(absl::string_view(item).substr(colon + 1)) ||
+      !absl::SimpleAtoi(absl::string_view(item).substr(colon + 1), &port) ||
+      port > 65535) {
+    return absl::StrCat(Quoted(item),
+                        " is not host:port (port 0..65535) or unix:/path");
+  }
+  return "";
+}
+
+std::string CheckTopicName(const std::string& item) {
+  bool legal = item.size() <= 249 && item != "." && item != ".." &&
+               std::all_of(item.begin(), item.end(), [](char c) {
+                 return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+                        c == '.' || c == '_' || c == '-';
+               });
+  return legal ? "" : absl::StrCat(Quoted(item),
+                                   " is not a Kafka topic name (at most 249 "
+                                   "of a-z A-Z 0-9 . _ -)");
+}
+
+// Trims the items and drops the empty ones.
+std::vector<std::string> CleanItems(const std::vector<std::string>& items) {
+  std::vector<std::string> cleaned;
+  for (const std::string& item : items) {
+    absl::string_view trimmed = absl::StripAsciiWhitespace(item);
+    if (!trimmed.empty()) cleaned.emplace_back(trimmed);
+  }
+  return cleaned;
+}
+
+std::vector<std::string> SplitList(absl::string_view text) {
+  std::vector<std::string> items = absl::StrSplit(text, ',');
+  return CleanItems(items);
+}
+
+// "EVENTBUS_" + `key` upper-cased, dots and dashes as underscores.
+std::string EnvName(absl::string_view key) {
+  std::string name(kEnvPrefix);
+  for (char c : key) {
+    name += (c == '.' || c == '-') ? '_' : absl::ascii_toupper(c);
+  }
+  return name;
+}
+
+// A key's spec and, for a pass-through key, the librdkafka property name.
+struct Resolved {
+  const KeySpec* spec;
+  std::string property;
+};
+
+absl::StatusOr<Resolved> Resolve(const std::string& key,
+                                 absl::string_view origin) {
+  for (const KeySpec& spec : kKeys) {
+    if (spec.kind != Kind::kProperties) {
+      if (key == spec.key) return Resolved{&spec, ""};
+      continue;
+    }
+    absl::string_view rest = key;
+    if (!absl::ConsumePrefix(&rest, spec.key)) continue;
+    if (!rest.empty() && !absl::ConsumePrefix(&rest, ".")) continue;
+    if (rest.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config key ", Quoted(key), " (", origin,
+          ") needs a librdkafka property name after \"", spec.key, ".\""));
+    }
+    return Resolved{&spec, std::string(rest)};
+  }
+  return UnknownKey(key, origin);
+}
+
+absl::Status Apply(const Setting& setting, Config& config) {
+  absl::StatusOr<Resolved> resolved = Resolve(setting.key, setting.origin);
+  if (!resolved.ok()) return resolved.status();
+  const KeySpec& spec = *resolved->spec;
+  if (setting.items && spec.kind != Kind::kList && !spec.comma_list) {
+    return InvalidValue(setting, "this key takes a single value, not a list");
+  }
+  std::string text(absl::StripAsciiWhitespace(setting.value));
+  switch (spec.kind) {
+    case Kind::kProperties:
+      (config.*spec.properties)[resolved->property] = setting.value;
+      return absl::OkStatus();
+    case Kind::kString:
+    case Kind::kList: {
+      std::vector<std::string> items;
+      if (spec.kind == Kind::kList || spec.comma_list) {
+        items = setting.items ? CleanItems(*setting.items) : SplitList(text);
+      } else if (!text.empty()) {
+        items.push_back(text);
+      }
+      if (spec.non_empty && items.empty()) {
+        return InvalidValue(setting, "must not be empty");
+      }
+      for (const std::string& item : items) {
+        std::string reason = spec.check ? spec.check(item) : "";
+        if (!reason.empty()) return InvalidValue(setting, reason);
+      }
+      if (spec.kind == Kind::kList) {
+        config.*spec.list = std::move(items);
+      } else {
+        config.*spec.text = absl::StrJoin(items, ",");
+      }
+      return absl::OkStatus();
+    }
+    case Kind::kInt: {
+      int64_t value = 0;
+      if (!absl::SimpleAtoi(text, &value)) {
+        return InvalidValue(setting, AllDigits(text) ? "out of range"
+                                                     : "not an integer");
+      }
+      if (value < spec.min || value > spec.max) {
+        return InvalidValue(
+            setting,
+            spec.max == std::numeric_limits<int64_t>::max()
+                ? absl::StrCat("out of range: must be at least ", spec.min)
+                : absl::StrCat("out of range: must be ", spec.min, "..",
+                               spec.max));
+      }
+      config.*spec.integer = value;
+      return absl::OkStatus();
+    }
+    case Kind::kDuration: {
+      absl::Duration value;
+      int64_t millis = 0;
+      if (AllDigits(text)) {
+        if (!absl::SimpleAtoi(text, &millis)) {
+          return InvalidValue(setting, "out of range");
+        }
+        value = absl::Milliseconds(millis);
+      } else if (!absl::ParseDuration(text, &value)) {
+        return InvalidValue(setting,
+                            "not a duration (e.g. 10s, 500ms, 1m30s; a bare "
+                            "integer is milliseconds)");
+      }
+      if (value == absl::InfiniteDuration() ||
+          value == -absl::InfiniteDuration()) {
+        return InvalidValue(setting, "must be finite");
+      }
+      if (value < absl::ZeroDuration() ||
+          (value == absl::ZeroDuration() && !spec.zero_ok)) {
+        return InvalidValue(setting, spec.zero_ok ? "must not be negative"
+                                                  : "must be greater than 0");
+      }
+      config.*spec.duration = value;
+      return absl::OkStatus();
+    }
+    case Kind::kEnum: {
+      std::vector<absl::string_view> choices =
+          absl::StrSplit(spec.choices, ',');
+      if (std::find(choices.begin(), choices.end(), text) == choices.end()) {
+        return InvalidValue(
+            setting,
+            absl::StrCat("must be one of ", absl::StrJoin(choices, ", ")));
+      }
+      config.*spec.text = text;
+      return absl::OkStatus();
+    }
+  }
+  return absl::InternalError("unhandled config key kind");
+}
+
+absl::Status ParseFlags(const std::vector<std::string>& args,
+                        std::vector<Setting>& settings,
+                        std::optional<std::string>& config_path) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    absl::string_view name = args[i];
+    if (!absl::ConsumePrefix(&name, "--") || name.empty() ||
+        name.front() == '-' || name.front() == '=') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument ", Quoted(args[i]),
+                       ": expected --key=value or --key value; see --help"));
+    }
+    std::string key;
+    std::string value;
+    if (size_t eq = name.find('='); eq != absl::string_view::npos) {
+      key = std::string(name.substr(0, eq));
+      value = std::string(name.substr(eq + 1));
+    } else {
+      key = std::string(name);
+      if (i + 1 == args.size() || absl::StartsWith(args[i + 1], "--")) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("flag --", key, " has no value"));
+      }
+      value = args[++i];
+    }
+    if (key == "config") {
+      if (value.empty()) {
+        return absl::InvalidArgumentError("flag --config has no value");
+      }
+      config_path = value;
+      continue;
+    }
+    settings.push_back(
+        {key, value, std::nullopt, absl::StrCat("flag --", key)});
+  }
+  return absl::OkStatus();
+}
+
+// Kubernetes gives every pod Docker-link style variables for each Service in
+// its namespace. A Service named "eventbus" yields EVENTBUS_SERVICE_HOST,
+// EVENTBUS_SERVICE_PORT, EVENTBUS_SERVICE_PORT_<NAME>, EVENTBUS_PORT and
+// EVENTBUS_PORT_<N>_<PROTO>[_PROTO|_PORT|_ADDR]. They share our prefix but are
+// not configuration, and failing on them would stop the sidecar from starting
+// in exactly the namespace it is deployed to. No key maps to these names.
+bool IsKubernetesServiceVariable(absl::string_view suffix) {
+  return suffix == "SERVICE_HOST" || suffix == "SERVICE_PORT" ||
+         absl::StartsWith(suffix, "SERVICE_PORT_") || suffix == "PORT" ||
+         absl::StartsWith(suffix, "PORT_");
+}
+
+// The key an environment variable (given without "EVENTBUS_") sets: a plain
+// key's exact name first, then the longest pass-through prefix, whose rest
+// is the property lower-cased with '_' as '.'.
+std::optional<std::string> EnvToKey(absl::string_view suffix) {
+  const KeySpec* best = nullptr;
+  size_t best_length = 0;
+  for (const KeySpec& spec : kKeys) {
+    std::string name = EnvName(spec.key).substr(kEnvPrefix.size());
+    if (spec.kind != Kind::kProperties) {
+      if (suffix == name) return std::string(spec.key);
+      continue;
+    }
+    if ((suffix == name || absl::StartsWith(suffix, name + "_")) &&
+        name.size() > best_length) {
+      best = &spec;
+      best_length = name.size();
+    }
+  }
+  if (best == nullptr) return std::nullopt;
+  std::string property = absl::AsciiStrToLower(
+      suffix.substr(std::min(suffix.size(), best_length + 1)));
+  std::replace(property.begin(), property.end(), '_', '.');
+  return absl::StrCat(best->key, ".", property);
+}
+
+absl::Status ParseEnvironment(const std::map<std::string, std::string>& env,
+                              std::vector<Setting>& settings,
+                              std::optional<std::string>& config_path) {
+  for (const auto& [name, value] : env) {
+    absl::string_view suffix = name;
+    if (!absl::ConsumePrefix(&suffix, kEnvPrefix)) continue;
+    if (suffix == "CONFIG") {
+      if (!value.empty()) config_path = value;
+      continue;
+    }
+    if (IsKubernetesServiceVariable(suffix)) continue;
+    std::string origin = absl::StrCat("environment variable ", name);
+    std::optional<std::string> key = EnvToKey(suffix);
+    if (!key) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown config key (", origin,
+                       "): no key maps to this variable; see --help"));
+    }
+    settings.push_back({*key, value, std::nullopt, origin});
+  }
+  return absl::OkStatus();
+}
+
+std::string FileOrigin(const std::string& path, const YAML::Mark& mark) {
+  if (mark.is_null() || mark.line < 0) return absl::StrCat("file ", path);
+  return absl::StrCat("file ", path, ", line ", mark.line + 1);
+}
+
+// True when `key` is a section of the table ("kafka", "kafka.producer").
+bool IsSection(absl::string_view key) {
+  for (const KeySpec& spec : kKeys) {
+    absl::string_view name = spec.key;
+    if ((spec.kind == Kind::kProperties && name == key) ||
+        (absl::StartsWith(name, key) && name.size() > key.size() &&
+         name[key.size()] == '.')) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Appends the leaves of `node` (at dotted `key`) to `out`. May throw
+// YAML::Exception.
+absl::Status Flatten(const YAML::Node& node, const std::string& key,
+                     const YAML::Mark& mark, const std::string& path,
+                     std::vector<Setting>& out) {
+  std::string origin = FileOrigin(path, mark);
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      for (const auto& entry : node) {
+        if (!entry.first.IsScalar()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("config file has a key that is not a scalar (",
+                           FileOrigin(path, entry.first.Mark()), ")"));
+        }
+        std::string child = key.empty()
+                                ? entry.first.Scalar()
+                                : absl::StrCat(key, ".", entry.first.Scalar());
+        absl::Status status =
+            Flatten(entry.second, child, entry.first.Mark(), path, out);
+        if (!status.ok()) return status;
+      }
+      return absl::OkStatus();
+    case YAML::NodeType::Sequence: {
+      std::vector<std::string> items;
+      for (const auto& item : node) {
+        if (item.IsNull()) continue;
+        if (!item.IsScalar()) {
+          if (absl::Status status = Resolve(key, origin).status();
+              !status.ok()) {
+            return status;
+          }
+          return absl::InvalidArgumentError(
+              absl::StrCat("invalid value for ", key, " (", origin,
+                           "): list items must be scalars"));
+        }
+        items.push_back(item.Scalar());
+      }
+      out.push_back({key, "", std::move(items), origin});
+      return absl::OkStatus();
+    }
+    case YAML::NodeType::Scalar:
+      out.push_back({key, node.Scalar(), std::nullopt, origin});
+      return absl::OkStatus();
+    case YAML::NodeType::Null:
+      // An empty section ("kafka:" with nothing under it) sets nothing.
+      if (key.empty() || IsSection(key)) return absl::OkStatus();
+      out.push_back({key, "", std::nullopt, origin});
+      return absl::OkStatus();
+    case YAML::NodeType::Undefined:
+      return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadFile(const std::string& path, absl::string_view named_by,
+                      std::string& contents) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    return absl::ErrnoToStatus(
+        errno, absl::StrCat("cannot open config file ", path, " (", named_by,
+                            ")"));
+  }
+  char buffer[16384];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) {
+    contents.append(buffer, n);
+  }
+  int error = std::ferror(file) ? errno : 0;
+  std::fclose(file);
+  if (error != 0) {
+    return absl::ErrnoToStatus(
+        error, absl::StrCat("cannot read config file ", path, " (", named_by,
+                            ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseFile(const std::string& path, absl::string_view named_by,
+                       std::vector<Setting>& settings) {
+  std::string contents;
+  if (absl::Status status = ReadFile(path, named_by, contents); !status.ok()) {
+    return status;
+  }
+  std::vector<Setting> file_settings;
+  try {
+    YAML::Node root = YAML::Load(contents);
+    if (root.IsNull()) return absl::OkStatus();
+    if (!root.IsMap()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config file ", path,
+                       " must hold a map of keys at the top level (",
+                       FileOrigin(path, root.Mark()), ")"));
+    }
+    absl::Status status =
+        Flatten(root, "", YAML::Mark::null_mark(), path, file_settings);
+    if (!status.ok()) return status;
+  } catch (const YAML::ParserException& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot parse config file ", path, ": line ",
+                     e.mark.line + 1, ", column ", e.mark.column + 1, ": ",
+                     e.msg));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot parse config file ", path, ": ", e.what()));
+  }
+  std::map<std::string, const Setting*> seen;
+  for (const Setting& setting : file_settings) {
+    auto [it, inserted] = seen.emplace(setting.key, &setting);
+    if (!inserted) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config key ", Quoted(setting.key), " is set more than once (",
+          it->second->origin, "; ", setting.origin, ")"));
+    }
+  }
+  settings.insert(settings.end(), file_settings.begin(), file_settings.end());
+  return absl::OkStatus();
+}
+
+std::string DefaultSource() {
+  char host[HOST_NAME_MAX + 1] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+    return "//eventbus/localhost";
+  }
+  return absl::StrCat("//eventbus/", host);
+}
+
+// Appends `text` to `out` as lines of at most `width` columns (longer words
+// stay whole), each starting with `indent`.
+void AppendWrapped(absl::string_view text, absl::string_view indent,
+                   size_t width, std::string& out) {
+  std::string line(indent);
+  for (absl::string_view word : absl::StrSplit(text, ' ', absl::SkipEmpty())) {
+    if (line.size() > indent.size() && line.size() + 1 + word.size() > width) {
+      absl::StrAppend(&out, line, "\n");
+      line = std::string(indent);
+    }
+    absl::StrAppend(&line, line.size() > indent.size() ? " " : "", word);
+  }
+  if (line.size() > indent.size()) absl::StrAppend(&out, line, "\n");
+}
+
+}  // namespace
+
+absl::StatusOr<Config> LoadConfig(
+    const std::vector<std::string>& args,
+    const std::map<std::string, std::string>& env) {
+  std::vector<Setting> file_settings;
+  std::vector<Setting> env_settings;
+  std::vector<Setting> flag_settings;
+  std::optional<std::string> flag_config;
+  std::optional<std::string> env_config;
+  if (absl::Status s = ParseFlags(args, flag_settings, flag_config); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ParseEnvironment(env, env_settings, env_config);
+      !s.ok()) {
+    return s;
+  }
+  if (flag_config) {
+    absl::Status s = ParseFile(*flag_config, "flag --config", file_settings);
+    if (!s.ok()) return s;
+  } else if (env_config) {
+    absl::Status s = ParseFile(
+        *env_config, "environment variable EVENTBUS_CONFIG", file_settings);
+    if (!s.ok()) return s;
+  }
+
+  Config config;
+  for (const std::vector<Setting>* settings :
+       {&file_settings, &env_settings, &flag_settings}) {
+    for (const Setting& setting : *settings) {
+      if (absl::Status s = Apply(setting, config); !s.ok()) return s;
+    }
+  }
+  if (config.source.empty()) config.source = DefaultSource();
+  return config;
+}
+
+std::string ConfigHelp() {
+  std::string help =
+      "Usage: eventbus-sidecar [--config PATH] [--KEY=VALUE | --KEY VALUE]...\n"
+      "\n"
+      "Each key is set by, highest precedence first:\n"
+      "  1. a flag: --kafka.brokers=b1:9092,b2:9092 or --kafka.brokers"
+      " b1:9092\n"
+      "  2. an environment variable: EVENTBUS_ + the key upper-cased, dots as\n"
+      "     underscores (EVENTBUS_KAFKA_BROKERS=b1:9092); librdkafka"
+      " properties\n"
+      "     as EVENTBUS_KAFKA_PRODUCER_LINGER_MS=5 (underscores become dots)\n"
+      "  3. the YAML file named by --config PATH or EVENTBUS_CONFIG; nested"
+      " maps\n"
+      "     join with dots, so \"kafka: {brokers: b1:9092}\" and\n"
+      "     \"kafka.brokers: b1:9092\" set the same key\n"
+      "  4. the default.\n"
+      "Lists are comma-separated (or YAML sequences in the file). Durations"
+      " look\n"
+      "like 10s, 500ms or 1m30s; a bare integer is milliseconds. An unknown"
+      " key\n"
+      "or an invalid value from any source is an error. The variables\n"
+      "Kubernetes sets for a Service named eventbus (EVENTBUS_SERVICE_HOST,\n"
+      "EVENTBUS_SERVICE_PORT*, EVENTBUS_PORT*) are ignored.\n"
+      "\n"
+      "Keys:\n";
+  for (const KeySpec& spec : kKeys) {
+    bool pass_through = spec.kind == Kind::kProperties;
+    std::string key =
+        pass_through ? absl::StrCat(spec.key, ".<property>") : spec.key;
+    std::string env = pass_through
+                          ? absl::StrCat(EnvName(spec.key), "_<PROPERTY>")
+                          : EnvName(spec.key);
+    absl::StrAppend(&help, "  ", key, " (default: ", spec.default_text, ")\n");
+    AppendWrapped(spec.help, "      ", 80, help);
+    AppendWrapped(absl::StrCat("flag --", key, "=VALUE, environment ", env),
+                  "      ", 80, help);
+  }
+  return help;
+}
+
+std::map<std::string, std::string> ProcessEnvironment() {
+  std::map<std::string, std::string> env;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    absl::string_view text = *entry;
+    size_t eq = text.find('=');
+    if (eq == absl::string_view::npos) continue;
+    env.emplace(std::string(text.substr(0, eq)),
+                std::string(text.substr(eq + 1)));
+  }
+  return env;
+}
+
+}  // namespace eventbus::server

@@ -1,0 +1,444 @@
+#include "server/event_codec.h"
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <array>
+#include <cstdio>
+#include <random>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace eventbus::server {
+namespace {
+
+constexpr absl::string_view kHeaderPrefix = "ce_";
+constexpr absl::string_view kContentTypeHeader = "content-type";
+constexpr absl::string_view kPartitionKeyExtension = "partitionkey";
+constexpr size_t kMaxTopicLength = 249;
+constexpr size_t kMaxExtensionNameLength = 20;
+// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, the range of
+// google.protobuf.Timestamp.
+constexpr int64_t kMinTimestampSeconds = -62135596800;
+constexpr int64_t kMaxTimestampSeconds = 253402300799;
+
+constexpr std::array<absl::string_view, 10> kReservedNames = {
+    "id",   "source",          "specversion", "type",    "datacontenttype",
+    "data", "dataschema",      "subject",     "time",    "data_base64"};
+
+bool HasControlOrSpace(absl::string_view s) {
+  for (unsigned char c : s) {
+    if (c <= 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
+bool HasControl(absl::string_view s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
+bool IsValidUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = 0;
+    if (c >= 0x80) {
+      if ((c & 0xe0) == 0xc0) {
+        n = 1;
+      } else if ((c & 0xf0) == 0xe0) {
+        n = 2;
+      } else if ((c & 0xf8) == 0xf0) {
+        n = 3;
+      } else {
+        return false;
+      }
+    }
+    if (i + n >= s.size() && n > 0) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+absl::Time ToTime(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+void SetTime(absl::Time t, google::protobuf::Timestamp* ts) {
+  const int64_t seconds = absl::ToUnixSeconds(t);
+  ts->set_seconds(seconds);
+  ts->set_nanos(static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(seconds))));
+}
+
+bool IsJsonContentType(absl::string_view content_type) {
+  absl::string_view media = content_type.substr(0, content_type.find(';'));
+  media = absl::StripAsciiWhitespace(media);
+  return media.empty() || absl::EqualsIgnoreCase(media, "application/json") ||
+         absl::EqualsIgnoreCase(media, "text/json") ||
+         absl::EndsWithIgnoreCase(media, "+json");
+}
+
+bool IsTextContentType(absl::string_view content_type) {
+  return absl::StartsWithIgnoreCase(content_type, "text/");
+}
+
+bool IsValidJson(absl::string_view text) {
+  google::protobuf::Value value;
+  return google::protobuf::util::JsonStringToMessage(
+             std::string(text), &value)
+      .ok();
+}
+
+void AppendJsonString(absl::string_view s, std::string* out) {
+  out->push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out->append(buf);
+        } else {
+          out->push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+void AppendJsonMember(absl::string_view name, absl::string_view value,
+                      std::string* out) {
+  if (out->size() > 1) out->push_back(',');
+  AppendJsonString(name, out);
+  out->push_back(':');
+  AppendJsonString(value, out);
+}
+
+absl::Status Invalid(absl::string_view field, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
+}
+
+absl::Status ValidateEvent(const v1::Event& e) {
+  if (e.type().empty()) {
+    return Invalid("event.type", "is required (e.g. \"com.example.order.created\")");
+  }
+  if (HasControl(e.type())) {
+    return Invalid("event.type", "must not contain control characters");
+  }
+  if (e.spec_version() != "1.0") {
+    return Invalid("event.spec_version",
+                   absl::StrCat("\"", e.spec_version(),
+                                "\" is not supported; use \"1.0\" or leave it "
+                                "empty"));
+  }
+  if (HasControl(e.id())) {
+    return Invalid("event.id", "must not contain control characters");
+  }
+  if (HasControlOrSpace(e.source())) {
+    return Invalid("event.source",
+                   "must be a URI-reference without spaces or control "
+                   "characters");
+  }
+  if (HasControl(e.subject())) {
+    return Invalid("event.subject", "must not contain control characters");
+  }
+  if (!e.data_content_type().empty() &&
+      (e.data_content_type().find('/') == std::string::npos ||
+       HasControl(e.data_content_type()))) {
+    return Invalid("event.data_content_type",
+                   absl::StrCat("\"", e.data_content_type(),
+                                "\" is not a media type (e.g. "
+                                "\"application/json\")"));
+  }
+  if (HasControlOrSpace(e.data_schema())) {
+    return Invalid("event.data_schema",
+                   "must be a URI without spaces or control characters");
+  }
+  if (e.has_time() &&
+      (e.time().seconds() < kMinTimestampSeconds ||
+       e.time().seconds() > kMaxTimestampSeconds || e.time().nanos() < 0 ||
+       e.time().nanos() > 999999999)) {
+    return Invalid("event.time",
+                   "is out of range (0001-01-01 to 9999-12-31, nanos "
+                   "0-999999999)");
+  }
+  for (const auto& [name, value] : e.extensions()) {
+    const std::string field = absl::StrCat("event.extensions[\"", name, "\"]");
+    if (name.empty() || name.size() > kMaxExtensionNameLength) {
+      return Invalid(field, "extension names are 1-20 characters");
+    }
+    for (char c : name) {
+      if (!absl::ascii_islower(c) && !absl::ascii_isdigit(c)) {
+        return Invalid(field,
+                       "extension names may only contain a-z and 0-9");
+      }
+    }
+    for (absl::string_view reserved : kReservedNames) {
+      if (name == reserved) {
+        return Invalid(field, "is a standard attribute, not an extension; "
+                              "use the Event field instead");
+      }
+    }
+    if (HasControl(value)) {
+      return Invalid(field, "must not contain control characters");
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string StructuredValue(const v1::Event& e) {
+  std::string out = "{";
+  AppendJsonMember("specversion", e.spec_version(), &out);
+  AppendJsonMember("id", e.id(), &out);
+  AppendJsonMember("source", e.source(), &out);
+  AppendJsonMember("type", e.type(), &out);
+  if (!e.subject().empty()) AppendJsonMember("subject", e.subject(), &out);
+  if (e.has_time()) AppendJsonMember("time", FormatRfc3339(ToTime(e.time())), &out);
+  if (!e.data_content_type().empty()) {
+    AppendJsonMember("datacontenttype", e.data_content_type(), &out);
+  }
+  if (!e.data_schema().empty()) {
+    AppendJsonMember("dataschema", e.data_schema(), &out);
+  }
+  std::map<std::string, std::string> sorted(e.extensions().begin(),
+                                            e.extensions().end());
+  for (const auto& [name, value] : sorted) AppendJsonMember(name, value, &out);
+  if (!e.data().empty()) {
+    if (IsJsonContentType(e.data_content_type()) && IsValidJson(e.data())) {
+      out.append(",\"data\":");
+      out.append(e.data());
+    } else if (IsTextContentType(e.data_content_type()) &&
+               IsValidUtf8(e.data())) {
+      AppendJsonMember("data", e.data(), &out);
+    } else {
+      AppendJsonMember("data_base64", absl::Base64Escape(e.data()), &out);
+    }
+  }
+  out.push_back('}');
+  return out;
+}
+
+absl::Status NotCloudEvent(absl::string_view why) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("record is not a CloudEvent: ", why));
+}
+
+absl::Status SetAttribute(absl::string_view name, const std::string& value,
+                          v1::Event* e) {
+  if (name == "id") {
+    e->set_id(value);
+  } else if (name == "source") {
+    e->set_source(value);
+  } else if (name == "type") {
+    e->set_type(value);
+  } else if (name == "specversion") {
+    e->set_spec_version(value);
+  } else if (name == "subject") {
+    e->set_subject(value);
+  } else if (name == "datacontenttype") {
+    e->set_data_content_type(value);
+  } else if (name == "dataschema") {
+    e->set_data_schema(value);
+  } else if (name == "time") {
+    absl::Time t;
+    std::string err;
+    if (!absl::ParseTime(absl::RFC3339_full, value, &t, &err)) {
+      return NotCloudEvent(absl::StrCat("bad time \"", value, "\": ", err));
+    }
+    SetTime(t, e->mutable_time());
+  } else {
+    (*e->mutable_extensions())[std::string(name)] = value;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Event> DecodeStructured(const kafka::Record& record) {
+  google::protobuf::Struct doc;
+  if (!google::protobuf::util::JsonStringToMessage(record.value, &doc).ok()) {
+    return NotCloudEvent("structured value is not a JSON object");
+  }
+  v1::Event e;
+  for (const auto& [name, value] : doc.fields()) {
+    if (name == "data") {
+      if (value.kind_case() == google::protobuf::Value::kStringValue &&
+          !IsJsonContentType(
+              doc.fields().count("datacontenttype")
+                  ? doc.fields().at("datacontenttype").string_value()
+                  : "")) {
+        e.set_data(value.string_value());
+      } else {
+        std::string json;
+        if (!google::protobuf::util::MessageToJsonString(value, &json).ok()) {
+          return NotCloudEvent("cannot re-encode data");
+        }
+        e.set_data(std::move(json));
+      }
+      continue;
+    }
+    if (name == "data_base64") {
+      std::string data;
+      if (!absl::Base64Unescape(value.string_value(), &data)) {
+        return NotCloudEvent("data_base64 is not base64");
+      }
+      e.set_data(std::move(data));
+      continue;
+    }
+    std::string text;
+    if (value.kind_case() == google::protobuf::Value::kStringValue) {
+      text = value.string_value();
+    } else if (!google::protobuf::util::MessageToJsonString(value, &text)
+                    .ok()) {
+      return NotCloudEvent(absl::StrCat("cannot read attribute ", name));
+    }
+    absl::Status s = SetAttribute(name, text, &e);
+    if (!s.ok()) return s;
+  }
+  if (e.spec_version().empty()) return NotCloudEvent("no specversion");
+  return e;
+}
+
+}  // namespace
+
+std::string FormatRfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
+}
+
+std::string NewUuid() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::array<unsigned char, 16> b;
+  for (size_t i = 0; i < b.size(); i += 8) {
+    uint64_t r = rng();
+    for (size_t k = 0; k < 8; ++k) b[i + k] = static_cast<unsigned char>(r >> (8 * k));
+  }
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  char out[37];
+  std::snprintf(out, sizeof(out),
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
+                b[10], b[11], b[12], b[13], b[14], b[15]);
+  return out;
+}
+
+absl::Status ValidateTopicName(absl::string_view topic) {
+  if (topic.empty()) {
+    return Invalid("topic", "is required");
+  }
+  if (topic.size() > kMaxTopicLength) {
+    return Invalid("topic", absl::StrCat("is ", topic.size(),
+                                         " characters long; the maximum is 249"));
+  }
+  if (topic == "." || topic == "..") {
+    return Invalid("topic", absl::StrCat("\"", topic, "\" is not allowed"));
+  }
+  for (char c : topic) {
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-') {
+      return Invalid("topic",
+                     absl::StrCat("\"", absl::CHexEscape(topic),
+                                  "\" may only contain a-z, A-Z, 0-9, '.', "
+                                  "'_' and '-'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PrepareRequest(v1::PublishRequest& request,
+                            absl::string_view default_source, absl::Time now) {
+  absl::Status topic = ValidateTopicName(request.topic());
+  if (!topic.ok()) return topic;
+  if (!request.has_event()) {
+    return Invalid("event", "is required");
+  }
+  v1::Event& e = *request.mutable_event();
+  if (e.id().empty()) e.set_id(NewUuid());
+  if (e.source().empty()) e.set_source(std::string(default_source));
+  if (e.spec_version().empty()) e.set_spec_version("1.0");
+  if (!e.has_time()) SetTime(now, e.mutable_time());
+  return ValidateEvent(e);
+}
+
+absl::StatusOr<kafka::Record> EncodeRecord(const v1::PublishRequest& request,
+                                           ContentMode mode,
+                                           int64_t max_event_bytes) {
+  const v1::Event& e = request.event();
+  kafka::Record record;
+  record.topic = request.topic();
+  if (!request.key().empty()) {
+    record.key = request.key();
+  } else if (auto it = e.extensions().find(std::string(kPartitionKeyExtension));
+             it != e.extensions().end() && !it->second.empty()) {
+    record.key = it->second;
+  }
+  if (mode == ContentMode::kStructured) {
+    record.value = StructuredValue(e);
+    record.headers.push_back(
+        {std::string(kContentTypeHeader),
+         absl::StrCat(kStructuredContentType, "; charset=UTF-8")});
+  } else {
+    record.value = e.data();
+    auto add = [&record](absl::string_view name, absl::string_view value) {
+      record.headers.push_back(
+          {absl::StrCat(kHeaderPrefix, name), std::string(value)});
+    };
+    add("specversion", e.spec_version());
+    add("id", e.id());
+    add("source", e.source());
+    add("type", e.type());
+    if (e.has_time()) add("time", FormatRfc3339(ToTime(e.time())));
+    if (!e.subject().empty()) add("subject", e.subject());
+    if (!e.data_schema().empty()) add("dataschema", e.data_schema());
+    std::map<std::string, std::string> sorted(e.extensions().begin(),
+                                              e.extensions().end());
+    for (const auto& [name, value] : sorted) add(name, value);
+    if (!e.data_content_type().empty()) {
+      record.headers.push_back(
+          {std::string(kContentTypeHeader), e.data_content_type()});
+    }
+  }
+  const size_t bytes = record.PayloadBytes();
+  if (static_cast<int64_t>(bytes) > max_event_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "event is ", bytes, " bytes on Kafka (key, value and headers); the "
+        "limit is ", max_event_bytes, " bytes (limits.max_event_bytes)"));
+  }
+  return record;
+}
+
+absl::StatusOr<v1::Event> DecodeRecord(const kafka::Record& record) {
+  const kafka::Header* content_type = nullptr;
+  for (const kafka::Header& h : record.headers) {
+    if (absl::EqualsIgnoreCase(h.name, kContentTypeHeader)) content_type = &h;
+  }
+  if (content_type != nullptr &&
+      absl::StartsWithIgnoreCase(content_type->value, kStructuredContentType)) {
+    return DecodeStructured(record);
+  }
+  v1::Event e;
+  for (const kafka::Header& h : record.headers) {
+    if (!absl::StartsWith(h.name, kHeaderPrefix)) continue;
+    absl::Status s =
+        SetAttribute(absl::string_view(h.name).substr(kHeaderPrefix.size()),
+                     h.value, &e);
+    if (!s.ok()) return s;
+  }
+  if (e.spec_version().empty()) return NotCloudEvent("no ce_specversion header");
+  if (content_type != nullptr) e.set_data_content_type(content_type->value);
+  e.set_data(record.value);
+  return e;
+}
+
+}  // namespace eventbus::server

@@ -1,0 +1,56 @@
+#pragma once
+
+// The mapping between eventbus.v1.Event and a Kafka record, per the
+// CloudEvents 1.0 Kafka protocol binding:
+//   binary mode:     value = data, attributes as `ce_<name>` headers,
+//                    `content-type` = datacontenttype;
+//   structured mode: value = the event as application/cloudevents+json.
+// The record key is the request key, else the `partitionkey` extension.
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "eventbus/v1/eventbus.pb.h"
+#include "kafka/record.h"
+
+namespace eventbus::server {
+
+enum class ContentMode { kBinary, kStructured };
+
+inline constexpr absl::string_view kStructuredContentType =
+    "application/cloudevents+json";
+
+// OK when `topic` is a valid Kafka topic name (1-249 characters of
+// [a-zA-Z0-9._-], not "." or ".."); INVALID_ARGUMENT naming the problem
+// otherwise.
+absl::Status ValidateTopicName(absl::string_view topic);
+
+// Checks `request` and fills in what the caller left empty: event.id (a
+// UUID), event.time (`now`), event.spec_version ("1.0"), event.source
+// (`default_source`). Returns INVALID_ARGUMENT naming the field for: a bad
+// topic, a missing event or type, an unsupported spec_version, attributes
+// that are not valid CloudEvents values, bad extension names.
+absl::Status PrepareRequest(v1::PublishRequest& request,
+                            absl::string_view default_source, absl::Time now);
+
+// Encodes a prepared request as a Kafka record. Returns RESOURCE_EXHAUSTED
+// when key, value and headers together exceed `max_event_bytes`.
+absl::StatusOr<kafka::Record> EncodeRecord(const v1::PublishRequest& request,
+                                           ContentMode mode,
+                                           int64_t max_event_bytes);
+
+// Decodes a record written in either mode back into an Event. Returns
+// INVALID_ARGUMENT when the record is not a CloudEvent.
+absl::StatusOr<v1::Event> DecodeRecord(const kafka::Record& record);
+
+// RFC 3339 in UTC with as many fractional digits as needed.
+std::string FormatRfc3339(absl::Time t);
+
+// A random (version 4) UUID in its canonical text form.
+std::string NewUuid();
+
+}  // namespace eventbus::server

@@ -1,0 +1,67 @@
+// eventbus-sidecar: the gRPC sidecar that publishes CloudEvents to Kafka.
+
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "server/config.h"
+#include "server/logging.h"
+#include "server/sidecar.h"
+
+namespace {
+
+// Blocks the stop signals in this thread before any other thread exists, so
+// every thread inherits the mask and only sigwait() below receives them.
+sigset_t BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return set;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const sigset_t stop_signals = BlockStopSignals();
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (const std::string& arg : args) {
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(eventbus::server::ConfigHelp().c_str(), stdout);
+      return 0;
+    }
+  }
+  absl::StatusOr<eventbus::server::Config> config = eventbus::server::LoadConfig(
+      args, eventbus::server::ProcessEnvironment());
+  if (!config.ok()) {
+    std::fprintf(stderr, "eventbus-sidecar: %s\n",
+                 std::string(config.status().message()).c_str());
+    return 2;
+  }
+  if (absl::Status s =
+          eventbus::server::ConfigureLogging(config->log_level, config->log_format);
+      !s.ok()) {
+    std::fprintf(stderr, "eventbus-sidecar: %s\n",
+                 std::string(s.message()).c_str());
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<eventbus::server::Sidecar>> sidecar =
+      eventbus::server::Sidecar::Start(*config);
+  if (!sidecar.ok()) {
+    spdlog::critical("cannot start: {}", std::string(sidecar.status().message()));
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("received {}, shutting down", strsignal(sig));
+  (*sidecar)->Shutdown().IgnoreError();
+  sidecar->reset();
+  return 0;
+}

@@ -1,0 +1,379 @@
+#include "server/publish_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/event_codec.h"
+#include "server/grpc_status.h"
+
+namespace eventbus::server {
+namespace {
+
+// Results per PublishBatchResponse written on a stream, at most, so that a
+// write stays well under a client's default 4 MiB receive limit.
+constexpr int kMaxResultsPerWrite = 2000;
+
+absl::Status ShuttingDown() {
+  return absl::UnavailableError(
+      "eventbus is shutting down; this event was not published, send it to "
+      "another instance");
+}
+
+}  // namespace
+
+void SetResult(const absl::Status& status, int32_t partition, int64_t offset,
+               v1::PublishResponse* response) {
+  ToProtoStatus(status, response->mutable_status());
+  response->set_partition(status.ok() ? partition : -1);
+  response->set_offset(status.ok() ? offset : -1);
+}
+
+// One PublishStream call, modeled on grpc's WatchReactor: a mutex guards the
+// state, one read and one write are in flight at most, and the reactor lives
+// until gRPC is done with it (OnDone) AND every delivery it is waiting for
+// has come back (refs_).
+class PublishService::StreamReactor final
+    : public grpc::ServerBidiReactor<v1::PublishBatchRequest,
+                                     v1::PublishBatchResponse> {
+ public:
+  StreamReactor(PublishService* service, grpc::CallbackServerContext* context)
+      : service_(service), context_(context) {}
+
+  void Start() {
+    service_->Register(this);
+    absl::MutexLock lock(&mu_);
+    read_pending_ = true;
+    StartRead(&request_);
+  }
+
+  void Drain() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+    MaybeFinishLocked();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      absl::MutexLock lock(&mu_);
+      read_pending_ = false;
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    bool draining;
+    {
+      absl::MutexLock lock(&mu_);
+      draining = draining_;
+      in_flight_ += request_.requests_size();
+    }
+    refs_.fetch_add(request_.requests_size(), std::memory_order_relaxed);
+    const absl::Time deadline = service_->ProduceDeadline(*context_);
+    std::vector<v1::PublishResponse> refused;
+    for (v1::PublishRequest& req : *request_.mutable_requests()) {
+      absl::StatusOr<kafka::Record> record =
+          draining ? absl::StatusOr<kafka::Record>(ShuttingDown())
+                   : service_->Encode(req);
+      absl::Status status = record.status();
+      if (status.ok()) {
+        status = service_->Produce(
+            *std::move(record), deadline,
+            [this, correlation_id = req.correlation_id(),
+             event_id = req.event().id(), topic = req.topic()](
+                absl::Status s, int32_t partition, int64_t offset) mutable {
+              v1::PublishResponse r;
+              r.set_correlation_id(std::move(correlation_id));
+              r.set_event_id(std::move(event_id));
+              r.set_topic(std::move(topic));
+              SetResult(s, partition, offset, &r);
+              OnDelivered(std::move(r));
+            });
+      }
+      if (!status.ok()) {
+        v1::PublishResponse& r = refused.emplace_back();
+        r.set_correlation_id(req.correlation_id());
+        r.set_event_id(req.event().id());
+        r.set_topic(req.topic());
+        SetResult(status, -1, -1, &r);
+      }
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      in_flight_ -= static_cast<int64_t>(refused.size());
+      for (v1::PublishResponse& r : refused) pending_.push_back(std::move(r));
+      read_pending_ = false;
+      MaybeReadLocked();
+      MaybeWriteLocked();
+      MaybeFinishLocked();
+    }
+    Unref(static_cast<int64_t>(refused.size()));
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    write_pending_ = false;
+    writing_.Clear();
+    if (!ok) broken_ = true;
+    MaybeWriteLocked();
+    MaybeFinishLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    broken_ = true;
+    MaybeFinishLocked();
+  }
+
+  void OnDone() override {
+    service_->Unregister(this);
+    Unref(1);
+  }
+
+ private:
+  // Called on the producer's delivery thread.
+  void OnDelivered(v1::PublishResponse result) ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      --in_flight_;
+      pending_.push_back(std::move(result));
+      MaybeReadLocked();
+      MaybeWriteLocked();
+      MaybeFinishLocked();
+    }
+    Unref(1);
+  }
+
+  void MaybeReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (read_pending_ || reads_done_ || draining_ || broken_ ||
+        finish_called_ || in_flight_ >= service_->options_.stream_max_in_flight) {
+      return;
+    }
+    read_pending_ = true;
+    StartRead(&request_);
+  }
+
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (write_pending_ || finish_called_ || broken_ || pending_.empty()) return;
+    const int n = std::min<int>(kMaxResultsPerWrite,
+                                static_cast<int>(pending_.size()));
+    writing_.mutable_responses()->Reserve(n);
+    for (int i = 0; i < n; ++i) {
+      *writing_.add_responses() = std::move(pending_.front());
+      pending_.pop_front();
+    }
+    write_pending_ = true;
+    StartWrite(&writing_);
+  }
+
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_called_) return;
+    if (broken_) {
+      finish_called_ = true;
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                          "the stream was cancelled"));
+      return;
+    }
+    if (write_pending_ || !pending_.empty() || in_flight_ > 0) return;
+    if (reads_done_) {
+      finish_called_ = true;
+      Finish(grpc::Status::OK);
+    } else if (draining_) {
+      finish_called_ = true;
+      Finish(grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          "eventbus is shutting down: every request it read has a result; "
+          "requests without one were not published, send them to another "
+          "instance"));
+    }
+  }
+
+  void Unref(int64_t n) {
+    if (n > 0 && refs_.fetch_sub(n, std::memory_order_acq_rel) == n) {
+      delete this;
+    }
+  }
+
+  PublishService* const service_;
+  grpc::CallbackServerContext* const context_;
+  // Target of StartRead; touched only between StartRead and OnReadDone.
+  v1::PublishBatchRequest request_;
+  // One for gRPC (released in OnDone) plus one per event handed to Kafka.
+  std::atomic<int64_t> refs_{1};
+
+  absl::Mutex mu_;
+  std::deque<v1::PublishResponse> pending_ ABSL_GUARDED_BY(mu_);
+  // Passed to StartWrite; lives until OnWriteDone.
+  v1::PublishBatchResponse writing_ ABSL_GUARDED_BY(mu_);
+  int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  bool read_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+PublishService::PublishService(kafka::Producer* producer,
+                               PublishOptions options)
+    : producer_(producer), options_(std::move(options)) {}
+
+PublishService::~PublishService() = default;
+
+absl::Time PublishService::ProduceDeadline(
+    const grpc::CallbackServerContext& context) const {
+  const absl::Time now = absl::Now();
+  const auto call_deadline = context.deadline();
+  if (call_deadline >= std::chrono::system_clock::time_point::max() -
+                           std::chrono::hours(24 * 365)) {
+    return now + options_.publish_timeout;
+  }
+  const absl::Time deadline = absl::FromChrono(call_deadline);
+  // Answer a little before the call's own deadline so the caller gets our
+  // status (UNAVAILABLE, RESOURCE_EXHAUSTED) rather than a bare
+  // DEADLINE_EXCEEDED.
+  const absl::Duration margin =
+      std::min(absl::Milliseconds(200), (deadline - now) / 10);
+  return deadline - std::max(margin, absl::ZeroDuration());
+}
+
+absl::StatusOr<kafka::Record> PublishService::Encode(
+    v1::PublishRequest& request) const {
+  absl::Status status =
+      PrepareRequest(request, options_.default_source, absl::Now());
+  if (!status.ok()) return status;
+  const ContentMode mode = options_.structured_topics.count(request.topic())
+                               ? ContentMode::kStructured
+                               : ContentMode::kBinary;
+  return EncodeRecord(request, mode, options_.max_event_bytes);
+}
+
+absl::Status PublishService::Produce(kafka::Record record, absl::Time deadline,
+                                     DoneFn done) {
+  return producer_->Produce(
+      std::move(record), deadline,
+      [done = std::move(done)](kafka::DeliveryResult result) mutable {
+        std::move(done)(std::move(result.status), result.partition,
+                        result.offset);
+      });
+}
+
+grpc::ServerUnaryReactor* PublishService::Publish(
+    grpc::CallbackServerContext* context, const v1::PublishRequest* request,
+    v1::PublishResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  {
+    absl::MutexLock lock(&mu_);
+    if (draining_) {
+      reactor->Finish(ToGrpcStatus(ShuttingDown()));
+      return reactor;
+    }
+  }
+  // The request is const; the event's defaults are filled into a copy.
+  v1::PublishRequest req = *request;
+  response->set_correlation_id(req.correlation_id());
+  response->set_topic(req.topic());
+  absl::StatusOr<kafka::Record> record = Encode(req);
+  response->set_event_id(req.event().id());
+  absl::Status status = record.status();
+  if (status.ok()) {
+    status = Produce(*std::move(record), ProduceDeadline(*context),
+                     [reactor, response](absl::Status s, int32_t partition,
+                                         int64_t offset) {
+                       SetResult(s, partition, offset, response);
+                       reactor->Finish(ToGrpcStatus(s));
+                     });
+  }
+  if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* PublishService::PublishBatch(
+    grpc::CallbackServerContext* context,
+    const v1::PublishBatchRequest* request,
+    v1::PublishBatchResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  bool draining;
+  {
+    absl::MutexLock lock(&mu_);
+    draining = draining_;
+  }
+  if (draining) {
+    reactor->Finish(ToGrpcStatus(ShuttingDown()));
+    return reactor;
+  }
+  struct BatchState {
+    std::atomic<int> remaining;
+    grpc::ServerUnaryReactor* reactor;
+    void Done() {
+      if (remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        reactor->Finish(grpc::Status::OK);
+        delete this;
+      }
+    }
+  };
+  const int n = request->requests_size();
+  auto* state = new BatchState{{n + 1}, reactor};
+  response->mutable_responses()->Reserve(n);
+  for (int i = 0; i < n; ++i) response->add_responses();
+  const absl::Time deadline = ProduceDeadline(*context);
+  for (int i = 0; i < n; ++i) {
+    v1::PublishRequest req = request->requests(i);
+    v1::PublishResponse* r = response->mutable_responses(i);
+    r->set_correlation_id(req.correlation_id());
+    r->set_topic(req.topic());
+    absl::StatusOr<kafka::Record> record = Encode(req);
+    // Written before the event is produced, so a fast delivery cannot race.
+    r->set_event_id(req.event().id());
+    absl::Status status = record.status();
+    if (status.ok()) {
+      status = Produce(*std::move(record), deadline,
+                       [state, r](absl::Status s, int32_t partition,
+                                  int64_t offset) {
+                         SetResult(s, partition, offset, r);
+                         state->Done();
+                       });
+    }
+    if (!status.ok()) {
+      SetResult(status, -1, -1, r);
+      state->Done();
+    }
+  }
+  state->Done();
+  return reactor;
+}
+
+grpc::ServerBidiReactor<v1::PublishBatchRequest, v1::PublishBatchResponse>*
+PublishService::PublishStream(grpc::CallbackServerContext* context) {
+  auto* stream = new StreamReactor(this, context);
+  stream->Start();
+  return stream;
+}
+
+void PublishService::Register(StreamReactor* stream) {
+  bool draining;
+  {
+    absl::MutexLock lock(&mu_);
+    streams_.insert(stream);
+    draining = draining_;
+  }
+  if (draining) stream->Drain();
+}
+
+void PublishService::Unregister(StreamReactor* stream) {
+  absl::MutexLock lock(&mu_);
+  streams_.erase(stream);
+}
+
+void PublishService::Drain() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  for (StreamReactor* stream : streams_) stream->Drain();
+}
+
+}  // namespace eventbus::server

@@ -1,0 +1,88 @@
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "eventbus/v1/eventbus.grpc.pb.h"
+#include "kafka/producer.h"
+
+namespace eventbus::server {
+
+struct PublishOptions {
+  // Event.source for events that have none.
+  std::string default_source;
+  // Topics written in CloudEvents structured mode; the others in binary mode.
+  std::set<std::string> structured_topics;
+  // Largest record (key, value and headers) accepted.
+  int64_t max_event_bytes = 1000000;
+  // Events of one PublishStream handed to Kafka and not yet acknowledged, at
+  // most; the stream stops reading while the window is full.
+  int64_t stream_max_in_flight = 10000;
+  // Deadline of a publish whose call has none.
+  absl::Duration publish_timeout = absl::Seconds(30);
+};
+
+// eventbus.v1.EventBus on the gRPC callback API: Publish, PublishBatch and
+// PublishStream over a kafka::Producer. Subscribe is left UNIMPLEMENTED.
+//
+// No reaction blocks: events are handed to the producer, and results come
+// back on the producer's delivery thread, which finishes the call or queues
+// the result for the stream's next write.
+class PublishService final : public v1::EventBus::CallbackService {
+ public:
+  // `producer` must outlive every call this service starts, including the
+  // deliveries still in flight when the gRPC server has shut down.
+  PublishService(kafka::Producer* producer, PublishOptions options);
+  ~PublishService() override;
+
+  grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* context,
+                                    const v1::PublishRequest* request,
+                                    v1::PublishResponse* response) override;
+  grpc::ServerUnaryReactor* PublishBatch(
+      grpc::CallbackServerContext* context,
+      const v1::PublishBatchRequest* request,
+      v1::PublishBatchResponse* response) override;
+  grpc::ServerBidiReactor<v1::PublishBatchRequest, v1::PublishBatchResponse>*
+  PublishStream(grpc::CallbackServerContext* context) override;
+
+  // Starts draining for shutdown: every open PublishStream stops reading,
+  // answers each request it already read, and ends with UNAVAILABLE.
+  // Streams opened later end that way at once.
+  void Drain() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  class StreamReactor;
+  using DoneFn = absl::AnyInvocable<void(absl::Status, int32_t partition,
+                                         int64_t offset) &&>;
+
+  // Checks `request`, fills in its event's defaults and encodes it.
+  absl::StatusOr<kafka::Record> Encode(v1::PublishRequest& request) const;
+  // Hands `record` to the producer. On OK, `done` is called later with the
+  // outcome, on the producer's thread; otherwise `done` is not called and
+  // the status says why the event was refused.
+  absl::Status Produce(kafka::Record record, absl::Time deadline, DoneFn done);
+  // The deadline to give the producer for a call with `context`.
+  absl::Time ProduceDeadline(const grpc::CallbackServerContext& context) const;
+
+  void Register(StreamReactor* stream) ABSL_LOCKS_EXCLUDED(mu_);
+  void Unregister(StreamReactor* stream) ABSL_LOCKS_EXCLUDED(mu_);
+
+  kafka::Producer* const producer_;
+  const PublishOptions options_;
+
+  absl::Mutex mu_;
+  std::set<StreamReactor*> streams_ ABSL_GUARDED_BY(mu_);
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Fills a PublishResponse's result fields from an outcome.
+void SetResult(const absl::Status& status, int32_t partition, int64_t offset,
+               v1::PublishResponse* response);
+
+}  // namespace eventbus::server

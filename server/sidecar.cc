@@ -1,0 +1,177 @@
+#include "server/sidecar.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "grpc/health/v1/health.pb.h"
+
+namespace eventbus::server {
+namespace {
+
+constexpr absl::string_view kServiceName = "eventbus.v1.EventBus";
+constexpr int64_t kGrpcDefaultMaxReceive = 4 << 20;
+constexpr int64_t kGrpcFramingAllowance = 64 << 10;
+constexpr absl::Duration kHealthCheckInterval = absl::Milliseconds(200);
+// Time to flush the producer after the gRPC server stopped, at least.
+constexpr absl::Duration kMinFlushTime = absl::Seconds(1);
+
+std::string WithPort(const std::string& address, int port) {
+  if (absl::StartsWith(address, "unix:")) return address;
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return address;
+  return absl::StrCat(address.substr(0, colon + 1), port);
+}
+
+}  // namespace
+
+std::map<std::string, std::string> ProducerProperties(const Config& config) {
+  std::map<std::string, std::string> props = {
+      {"bootstrap.servers", config.brokers},
+      {"client.id", config.client_id},
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+      // librdkafka's batch limit must fit the largest event we accept;
+      // the default already does for events up to ~1 MB.
+      {"message.max.bytes",
+       absl::StrCat(std::max<int64_t>(1000000, config.max_event_bytes + 4096))},
+      // Bounded memory: 64 MiB of records queued in librdkafka at most.
+      {"queue.buffering.max.kbytes", "65536"},
+      {"message.timeout.ms",
+       absl::StrCat(absl::ToInt64Milliseconds(config.publish_timeout))},
+      // A missing topic fails within seconds instead of 30 s.
+      {"topic.metadata.propagation.max.ms", "2000"},
+  };
+  for (const auto& [name, value] : config.producer_properties) {
+    props[name] = value;
+  }
+  return props;
+}
+
+absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
+  std::unique_ptr<Sidecar> sidecar(new Sidecar(config));
+
+  if (absl::StatusOr<kafka::RdKafkaConfPtr> consumer =
+          kafka::MakeRdKafkaConf(config.consumer_properties);
+      !consumer.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kafka.consumer: ", consumer.status().message()));
+  }
+  kafka::ProducerOptions producer_options;
+  producer_options.properties = ProducerProperties(config);
+  producer_options.max_waiting_bytes =
+      static_cast<size_t>(config.max_buffered_bytes);
+  absl::StatusOr<std::unique_ptr<kafka::RdKafkaProducer>> producer =
+      kafka::RdKafkaProducer::Create(std::move(producer_options));
+  if (!producer.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kafka.producer: ", producer.status().message()));
+  }
+  sidecar->producer_ = *std::move(producer);
+
+  PublishOptions publish;
+  publish.default_source = config.source;
+  publish.structured_topics = std::set<std::string>(
+      config.structured_topics.begin(), config.structured_topics.end());
+  publish.max_event_bytes = config.max_event_bytes;
+  publish.stream_max_in_flight = config.stream_max_in_flight;
+  publish.publish_timeout = config.publish_timeout;
+  sidecar->service_ =
+      std::make_unique<PublishService>(sidecar->producer_.get(), publish);
+
+  // gRPC's built-in health service answers; linking our copy of its
+  // descriptors lets reflection describe it to grpcurl.
+  grpc::health::v1::HealthCheckResponse::descriptor();
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  std::vector<int> ports(config.listen.size(), 0);
+  for (size_t i = 0; i < config.listen.size(); ++i) {
+    builder.AddListeningPort(config.listen[i],
+                             grpc::InsecureServerCredentials(), &ports[i]);
+  }
+  builder.RegisterService(sidecar->service_.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(std::max<int64_t>(
+      kGrpcDefaultMaxReceive, config.max_event_bytes + kGrpcFramingAllowance)));
+  sidecar->server_ = builder.BuildAndStart();
+  if (sidecar->server_ == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", absl::StrJoin(config.listen, ", "),
+                     " (address in use or invalid?)"));
+  }
+  for (size_t i = 0; i < config.listen.size(); ++i) {
+    if (ports[i] == 0) {
+      sidecar->server_->Shutdown();
+      return absl::UnavailableError(absl::StrCat(
+          "cannot listen on ", config.listen[i], " (address in use or invalid?)"));
+    }
+    sidecar->addresses_.push_back(WithPort(config.listen[i], ports[i]));
+  }
+  grpc::HealthCheckServiceInterface* health =
+      sidecar->server_->GetHealthCheckService();
+  health->SetServingStatus(false);
+  health->SetServingStatus(std::string(kServiceName), false);
+  sidecar->health_thread_ =
+      std::thread([s = sidecar.get()] { s->HealthLoop(); });
+  spdlog::info("eventbus-sidecar serving on {} (Kafka: {})",
+               absl::StrJoin(sidecar->addresses_, ", "), config.brokers);
+  return sidecar;
+}
+
+Sidecar::~Sidecar() { Shutdown().IgnoreError(); }
+
+void Sidecar::HealthLoop() {
+  bool serving = false;
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    const bool up = producer_->Connected();
+    if (up != serving) {
+      serving = up;
+      server_->GetHealthCheckService()->SetServingStatus(serving);
+      server_->GetHealthCheckService()->SetServingStatus(
+          std::string(kServiceName), serving);
+      spdlog::info("health: {}", serving ? "SERVING" : "NOT_SERVING");
+    }
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), kHealthCheckInterval);
+  }
+}
+
+absl::Status Sidecar::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_ || stopping_) return shutdown_status_;
+    stopping_ = true;
+  }
+  if (health_thread_.joinable()) health_thread_.join();
+  const absl::Time deadline = absl::Now() + config_.shutdown_grace;
+  if (server_ != nullptr) {
+    spdlog::info("shutting down: draining calls for up to {}",
+                 absl::FormatDuration(config_.shutdown_grace));
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    service_->Drain();
+    server_->Shutdown(absl::ToChronoTime(deadline));
+  }
+  absl::Status status;
+  if (producer_ != nullptr) {
+    status = producer_->Shutdown(
+        std::max(deadline - absl::Now(), kMinFlushTime));
+  }
+  if (status.ok()) {
+    spdlog::info("shut down: every accepted event was delivered");
+  } else {
+    spdlog::error("shut down: {}", status.ToString());
+  }
+  absl::MutexLock lock(&mu_);
+  stopped_ = true;
+  shutdown_status_ = status;
+  return status;
+}
+
+}  // namespace eventbus::server

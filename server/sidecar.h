@@ -1,0 +1,70 @@
+#pragma once
+
+#include <grpcpp/server.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "kafka/rdkafka_producer.h"
+#include "server/config.h"
+#include "server/publish_service.h"
+
+namespace eventbus::server {
+
+// The whole sidecar in one object: the Kafka producer, the gRPC server with
+// the EventBus service, health and reflection. main() and the tests start it
+// the same way.
+class Sidecar {
+ public:
+  // Creates the producer, binds every `server.listen` address and starts
+  // serving. Health reports NOT_SERVING until a Kafka broker answers. Fails
+  // with INVALID_ARGUMENT for a bad librdkafka property and UNAVAILABLE for
+  // an address it cannot listen on.
+  static absl::StatusOr<std::unique_ptr<Sidecar>> Start(const Config& config);
+
+  Sidecar(const Sidecar&) = delete;
+  Sidecar& operator=(const Sidecar&) = delete;
+  // Shutdown() unless it was called.
+  ~Sidecar();
+
+  // The addresses served, with the ports actually bound (so
+  // "127.0.0.1:0" shows the chosen port).
+  const std::vector<std::string>& addresses() const { return addresses_; }
+
+  // Graceful stop: health goes NOT_SERVING, open PublishStreams stop
+  // reading and drain, new calls are refused, calls in flight get
+  // `server.shutdown_grace` to finish, then the producer is flushed. Returns
+  // OK when every accepted event was delivered. Idempotent.
+  absl::Status Shutdown();
+
+  kafka::RdKafkaProducer& producer() { return *producer_; }
+
+ private:
+  explicit Sidecar(const Config& config) : config_(config) {}
+  void HealthLoop();
+
+  const Config config_;
+  std::unique_ptr<kafka::RdKafkaProducer> producer_;
+  std::unique_ptr<PublishService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::vector<std::string> addresses_;
+  std::thread health_thread_;
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status shutdown_status_ ABSL_GUARDED_BY(mu_);
+};
+
+// The librdkafka producer properties for `config`: eventbus's defaults
+// (idempotence, acks=all, bounded queue, ...) overridden by
+// kafka.producer.* from the configuration.
+std::map<std::string, std::string> ProducerProperties(const Config& config);
+
+}  // namespace eventbus::server

@@ -1,0 +1,211 @@
+#include "tests/integration/kafka_test_env.h"
+
+#include <gtest/gtest.h>
+#include <librdkafka/rdkafka.h>
+
+#include <cstdlib>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "kafka/rdkafka_handles.h"
+
+namespace eventbus::testing {
+namespace {
+
+kafka::RdKafkaPtr NewClient(rd_kafka_type_t type,
+                            std::map<std::string, std::string> extra = {}) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char errstr[512];
+  extra["bootstrap.servers"] = KafkaBrokers();
+  extra["log_level"] = "3";
+  for (const auto& [k, v] : extra) {
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), errstr, sizeof(errstr)) !=
+        RD_KAFKA_CONF_OK) {
+      ADD_FAILURE() << k << ": " << errstr;
+    }
+  }
+  rd_kafka_t* rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    ADD_FAILURE() << "rd_kafka_new: " << errstr;
+  }
+  return kafka::RdKafkaPtr(rk);
+}
+
+int PartitionCount(rd_kafka_t* rk, const std::string& topic) {
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+  rd_kafka_topic_destroy(rkt);
+  kafka::RdKafkaMetadataPtr owned(md);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 ||
+      md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    ADD_FAILURE() << "metadata for " << topic << ": "
+                  << rd_kafka_err2str(err != RD_KAFKA_RESP_ERR_NO_ERROR
+                                          ? err
+                                          : md->topics[0].err);
+    return 0;
+  }
+  return md->topics[0].partition_cnt;
+}
+
+// Fails the run before any test when Kafka is not there: nothing is
+// skipped silently.
+class KafkaEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    const char* brokers = std::getenv("TEST_KAFKA_BROKERS");
+    ASSERT_TRUE(brokers != nullptr && *brokers != '\0')
+        << "TEST_KAFKA_BROKERS is not set: start the local Kafka with "
+           "deploy/kafka/kafka.sh start and export its address (deploy/test.sh "
+           "does both)";
+    kafka::RdKafkaPtr rk = NewClient(RD_KAFKA_PRODUCER);
+    ASSERT_TRUE(rk != nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk.get(), 0, nullptr, &md, 15000);
+    kafka::RdKafkaMetadataPtr owned(md);
+    ASSERT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR)
+        << "Kafka at " << brokers << " does not answer: " << rd_kafka_err2str(err);
+  }
+};
+
+const auto* const kEnvironment =
+    ::testing::AddGlobalTestEnvironment(new KafkaEnvironment);
+
+}  // namespace
+
+const std::string& KafkaBrokers() {
+  static const std::string brokers = [] {
+    const char* b = std::getenv("TEST_KAFKA_BROKERS");
+    return std::string(b == nullptr ? "" : b);
+  }();
+  return brokers;
+}
+
+std::string UniqueTopic(const std::string& prefix) {
+  static std::mt19937_64 rng{std::random_device{}()};
+  return absl::StrCat(prefix, "-", rng() % 1000000000);
+}
+
+void CreateTopic(const std::string& topic, int partitions) {
+  kafka::RdKafkaPtr rk = NewClient(RD_KAFKA_PRODUCER);
+  char errstr[512];
+  rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), partitions, 1,
+                                                  errstr, sizeof(errstr));
+  ASSERT_NE(nt, nullptr) << errstr;
+  rd_kafka_queue_t* q = rd_kafka_queue_new(rk.get());
+  rd_kafka_CreateTopics(rk.get(), &nt, 1, nullptr, q);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 30000);
+  ASSERT_NE(ev, nullptr) << "CreateTopics timed out";
+  const rd_kafka_CreateTopics_result_t* res = rd_kafka_event_CreateTopics_result(ev);
+  size_t n = 0;
+  const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(res, &n);
+  ASSERT_EQ(n, 1u);
+  EXPECT_EQ(rd_kafka_topic_result_error(results[0]), RD_KAFKA_RESP_ERR_NO_ERROR)
+      << topic << ": " << rd_kafka_topic_result_error_string(results[0]);
+  rd_kafka_event_destroy(ev);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_NewTopic_destroy(nt);
+  // Wait until the topic's metadata shows every partition with a leader.
+  for (int i = 0; i < 100; ++i) {
+    if (PartitionCount(rk.get(), topic) == partitions) return;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  FAIL() << "topic " << topic << " did not appear";
+}
+
+std::optional<std::string> ConsumedRecord::Header(const std::string& name) const {
+  for (const kafka::Header& h : headers) {
+    if (h.name == name) return h.value;
+  }
+  return std::nullopt;
+}
+
+kafka::Record ConsumedRecord::AsRecord(const std::string& topic) const {
+  kafka::Record r;
+  r.topic = topic;
+  r.key = key;
+  r.value = value.value_or("");
+  r.headers = headers;
+  return r;
+}
+
+std::map<int32_t, int64_t> HighWatermarks(const std::string& topic) {
+  kafka::RdKafkaPtr rk = NewClient(RD_KAFKA_PRODUCER);
+  std::map<int32_t, int64_t> out;
+  const int n = PartitionCount(rk.get(), topic);
+  for (int p = 0; p < n; ++p) {
+    int64_t low = 0, high = 0;
+    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+        rk.get(), topic.c_str(), p, &low, &high, 10000);
+    EXPECT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(err);
+    out[p] = high;
+  }
+  return out;
+}
+
+std::vector<ConsumedRecord> ReadTopic(const std::string& topic,
+                                      absl::Duration timeout) {
+  const std::map<int32_t, int64_t> high = HighWatermarks(topic);
+  kafka::RdKafkaPtr rk = NewClient(
+      RD_KAFKA_CONSUMER, {{"group.id", "eventbus-test-reader"},
+                          {"enable.auto.commit", "false"},
+                          {"enable.partition.eof", "false"}});
+  kafka::RdKafkaTopicPartitionListPtr list(
+      rd_kafka_topic_partition_list_new(static_cast<int>(high.size())));
+  size_t expected = 0;
+  for (const auto& [p, h] : high) {
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+    expected += static_cast<size_t>(h);
+  }
+  EXPECT_EQ(rd_kafka_assign(rk.get(), list.get()), RD_KAFKA_RESP_ERR_NO_ERROR);
+  std::map<int32_t, std::vector<ConsumedRecord>> by_partition;
+  size_t got = 0;
+  const absl::Time deadline = absl::Now() + timeout;
+  while (got < expected && absl::Now() < deadline) {
+    kafka::RdKafkaMessagePtr msg(rd_kafka_consumer_poll(rk.get(), 200));
+    if (msg == nullptr) continue;
+    if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      ADD_FAILURE() << "consume: " << rd_kafka_message_errstr(msg.get());
+      continue;
+    }
+    if (msg->offset >= high.at(msg->partition)) continue;
+    ConsumedRecord r;
+    r.partition = msg->partition;
+    r.offset = msg->offset;
+    if (msg->key != nullptr) {
+      r.key = std::string(static_cast<const char*>(msg->key), msg->key_len);
+    }
+    if (msg->payload != nullptr) {
+      r.value = std::string(static_cast<const char*>(msg->payload), msg->len);
+    }
+    rd_kafka_headers_t* hdrs = nullptr;
+    if (rd_kafka_message_headers(msg.get(), &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* name;
+      const void* value;
+      size_t size;
+      for (size_t i = 0;
+           rd_kafka_header_get_all(hdrs, i, &name, &value, &size) ==
+           RD_KAFKA_RESP_ERR_NO_ERROR;
+           ++i) {
+        r.headers.push_back(
+            {name, value ? std::string(static_cast<const char*>(value), size) : ""});
+      }
+    }
+    rd_kafka_timestamp_type_t tstype;
+    r.timestamp_ms = rd_kafka_message_timestamp(msg.get(), &tstype);
+    by_partition[r.partition].push_back(std::move(r));
+    ++got;
+  }
+  EXPECT_EQ(got, expected) << "read " << got << " of " << expected
+                           << " records of " << topic;
+  rd_kafka_consumer_close(rk.get());
+  std::vector<ConsumedRecord> out;
+  for (auto& [p, records] : by_partition) {
+    for (ConsumedRecord& r : records) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace eventbus::testing
