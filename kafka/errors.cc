@@ -37,7 +37,8 @@ absl::Status DeliveryErrorToStatus(rd_kafka_resp_err_t err,
           "event too large for topic \"", topic, "\" (", kafka_error, ")"));
     case RD_KAFKA_RESP_ERR__QUEUE_FULL:
       return absl::ResourceExhaustedError(absl::StrCat(
-          "producer queue full (", kafka_error, ")"));
+          "producer queue full; the event for topic \"", topic,
+          "\" was not written (", kafka_error, ")"));
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:

@@ -5,12 +5,14 @@
 
 #include <array>
 #include <cstdio>
+#include <map>
 #include <random>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/json_text.h"
 
 namespace eventbus::server {
 namespace {
@@ -43,31 +45,6 @@ bool HasControl(absl::string_view s) {
   return false;
 }
 
-bool IsValidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t n = 0;
-    if (c >= 0x80) {
-      if ((c & 0xe0) == 0xc0) {
-        n = 1;
-      } else if ((c & 0xf0) == 0xe0) {
-        n = 2;
-      } else if ((c & 0xf8) == 0xf0) {
-        n = 3;
-      } else {
-        return false;
-      }
-    }
-    if (i + n >= s.size() && n > 0) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return false;
-    }
-    i += n + 1;
-  }
-  return true;
-}
-
 absl::Time ToTime(const google::protobuf::Timestamp& ts) {
   return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
 }
@@ -89,35 +66,6 @@ bool IsJsonContentType(absl::string_view content_type) {
 
 bool IsTextContentType(absl::string_view content_type) {
   return absl::StartsWithIgnoreCase(content_type, "text/");
-}
-
-bool IsValidJson(absl::string_view text) {
-  google::protobuf::Value value;
-  return google::protobuf::util::JsonStringToMessage(
-             std::string(text), &value)
-      .ok();
-}
-
-void AppendJsonString(absl::string_view s, std::string* out) {
-  out->push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out->append(buf);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out->push_back('"');
 }
 
 void AppendJsonMember(absl::string_view name, absl::string_view value,
@@ -218,7 +166,7 @@ std::string StructuredValue(const v1::Event& e) {
                                             e.extensions().end());
   for (const auto& [name, value] : sorted) AppendJsonMember(name, value, &out);
   if (!e.data().empty()) {
-    if (IsJsonContentType(e.data_content_type()) && IsValidJson(e.data())) {
+    if (IsJsonContentType(e.data_content_type()) && IsStrictJson(e.data())) {
       out.append(",\"data\":");
       out.append(e.data());
     } else if (IsTextContentType(e.data_content_type()) &&

@@ -170,8 +170,8 @@ const std::vector<CodePair>& ErrorCodePairs() {
 TEST(ToGrpcStatusTest, KeepsCodeAndMessageForEveryErrorCode) {
   ASSERT_EQ(ErrorCodePairs().size(), 16u);
   for (const CodePair& p : ErrorCodePairs()) {
-    const std::string message =
-        absl::StrCat("topic \"orders\": ", absl::StatusCodeToString(p.absl_code));
+    const std::string message = absl::StrCat(
+        "topic \"orders\": ", absl::StatusCodeToString(p.absl_code));
     SCOPED_TRACE(message);
     grpc::Status g = server::ToGrpcStatus(absl::Status(p.absl_code, message));
     EXPECT_FALSE(g.ok());

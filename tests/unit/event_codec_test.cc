@@ -349,7 +349,8 @@ TEST(EncodeRecordBinaryTest, KeyIsTheRequestKey) {
   v1::PublishRequest r = Prepared(MinimalRequest());
   r.set_key("order-42");
   (*r.mutable_event()->mutable_extensions())["partitionkey"] = "tenant-7";
-  EXPECT_THAT(EncodeOrDie(r, ContentMode::kBinary).key, Optional(std::string("order-42")));
+  EXPECT_THAT(EncodeOrDie(r, ContentMode::kBinary).key,
+              Optional(std::string("order-42")));
 }
 
 TEST(EncodeRecordBinaryTest, KeyFallsBackToPartitionKeyExtension) {
@@ -559,7 +560,8 @@ int64_t ExpectedFullBinaryBytes(const std::string& data) {
       H("ce_traceparent", "00-abc-01"),
       H("content-type", "application/json"),
   };
-  int64_t n = static_cast<int64_t>(std::string("order-42").size() + data.size());
+  int64_t n =
+      static_cast<int64_t>(std::string("order-42").size() + data.size());
   for (const kafka::Header& h : headers) n += h.name.size() + h.value.size();
   return n;
 }

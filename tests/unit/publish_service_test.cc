@@ -138,8 +138,8 @@ class StreamClient {
 
  private:
   grpc::ClientContext ctx_;
-  std::unique_ptr<
-      grpc::ClientReaderWriter<v1::PublishBatchRequest, v1::PublishBatchResponse>>
+  std::unique_ptr<grpc::ClientReaderWriter<v1::PublishBatchRequest,
+                                           v1::PublishBatchResponse>>
       stream_;
   std::thread reader_;
   absl::Mutex mu_;
@@ -738,7 +738,8 @@ TEST_F(PublishServiceTest, DrainAnswersEverythingReadBeforeEnding) {
   service_->Drain();
   absl::SleepFor(absl::Milliseconds(100));
   EXPECT_FALSE(client.read_ended()) << "ended before the results were sent";
-  // Requests sent after Drain are not read (nor produced).
+  // A request sent after Drain is not published. (The stream may already
+  // have had a read pending; if it read the request, it answers it.)
   client.Write({Request("late")});
   absl::SleepFor(absl::Milliseconds(50));
   EXPECT_EQ(producer_.produce_count(), 10u);
@@ -747,12 +748,20 @@ TEST_F(PublishServiceTest, DrainAnswersEverythingReadBeforeEnding) {
   grpc::Status status = client.Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(status.error_message(), HasSubstr("shutting down"));
+  EXPECT_EQ(producer_.produce_count(), 10u);
   std::map<std::string, v1::PublishResponse> by_id = client.ResultsById();
-  EXPECT_EQ(by_id.size(), 10u);
   for (int i = 0; i < 10; ++i) {
-    EXPECT_EQ(by_id[absl::StrCat("c", i)].status().code(), 0) << i;
+    const std::string id = absl::StrCat("c", i);
+    ASSERT_EQ(by_id.count(id), 1u) << id;
+    EXPECT_EQ(by_id[id].status().code(), 0) << id;
   }
-  EXPECT_EQ(by_id.count("late"), 0u);
+  if (by_id.count("late") != 0) {
+    EXPECT_EQ(by_id["late"].status().code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_THAT(by_id["late"].status().message(), HasSubstr("not published"));
+    EXPECT_EQ(by_id.size(), 11u);
+  } else {
+    EXPECT_EQ(by_id.size(), 10u);
+  }
 }
 
 TEST_F(PublishServiceTest, StreamOpenedAfterDrainEndsUnavailable) {
@@ -764,6 +773,30 @@ TEST_F(PublishServiceTest, StreamOpenedAfterDrainEndsUnavailable) {
   EXPECT_THAT(status.error_message(), HasSubstr("shutting down"));
   EXPECT_TRUE(client.results().empty());
   EXPECT_EQ(producer_.produce_count(), 0u);
+}
+
+// ---------------------------------------------------------------------------
+// Cancellation
+
+TEST_F(PublishServiceTest, CancelledStreamStillTakesItsDeliveries) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  producer_.Hold();
+  auto client = std::make_unique<StreamClient>(stub_.get());
+  std::vector<v1::PublishRequest> batch;
+  for (int i = 0; i < 10; ++i) batch.push_back(Request(absl::StrCat("c", i)));
+  ASSERT_TRUE(client->Write(batch));
+  ASSERT_TRUE(producer_.WaitForHeld(10, absl::Seconds(2)));
+  client.reset();  // cancels the call
+
+  // The deliveries come back after gRPC is done with the stream; the
+  // reactor must still be alive to take them.
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(producer_.Release(), 10u);
+  EXPECT_TRUE(producer_.WaitForDelivered(10, absl::Seconds(1)));
+
+  // The server still works.
+  v1::PublishResponse response;
+  EXPECT_TRUE(Publish(Request("after"), &response).ok());
 }
 
 // ---------------------------------------------------------------------------

@@ -1,0 +1,48 @@
+#include "server/json_text.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace eventbus::server {
+namespace {
+
+TEST(JsonTextTest, AcceptsJsonValues) {
+  for (const char* text :
+       {"{}", "[]", "0", "-0.5e+10", "1E3", "true", "false", "null", "\"\"",
+        " {\"a\": [1, 2, {\"b\": null}], \"c\": \"\\u00e9\\n\"} ",
+        "\"caf\xc3\xa9\"", "[\"\xf0\x9f\x98\x80\"]"}) {
+    EXPECT_TRUE(IsStrictJson(text)) << text;
+  }
+}
+
+TEST(JsonTextTest, RejectsWhatIsNotJson) {
+  for (const char* text :
+       {"", " ", "{'a':1}", "{a:1}", "[1,]", "{\"a\":1,}", "01", "1.", ".5",
+        "+1", "tru", "nul", "\"\\x\"", "\"\\u12\"", "\"a", "[1] [2]",
+        "{\"a\" 1}", "NaN", "\"tab\there\""}) {
+    EXPECT_FALSE(IsStrictJson(text)) << text;
+  }
+  EXPECT_FALSE(IsStrictJson(std::string(10000, '[') + std::string(10000, ']')))
+      << "nesting is bounded";
+}
+
+TEST(JsonTextTest, Utf8RejectsOverlongSurrogatesAndOutOfRange) {
+  EXPECT_TRUE(IsValidUtf8("plain"));
+  EXPECT_TRUE(IsValidUtf8("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf"));
+  for (const char* bad : {"\xc0\xaf", "\xc1\xbf", "\xe0\x80\xaf",
+                          "\xed\xa0\x80", "\xf0\x80\x80\xaf", "\xf4\x90\x80\x80",
+                          "\xf5\x80\x80\x80", "\xff", "\x80", "\xc3", "\xe2\x82"}) {
+    EXPECT_FALSE(IsValidUtf8(bad)) << testing::PrintToString(std::string(bad));
+  }
+}
+
+TEST(JsonTextTest, AppendJsonStringEscapes) {
+  std::string out;
+  AppendJsonString("a\"b\\c\nd\x01", &out);
+  EXPECT_EQ(out, "\"a\\\"b\\\\c\\nd\\u0001\"");
+  EXPECT_TRUE(IsStrictJson(out));
+}
+
+}  // namespace
+}  // namespace eventbus::server
