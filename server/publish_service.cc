@@ -267,12 +267,9 @@ grpc::ServerUnaryReactor* PublishService::Publish(
     grpc::CallbackServerContext* context, const v1::PublishRequest* request,
     v1::PublishResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  {
-    absl::MutexLock lock(&mu_);
-    if (draining_) {
-      reactor->Finish(ToGrpcStatus(ShuttingDown()));
-      return reactor;
-    }
+  if (!CallStarted()) {
+    reactor->Finish(ToGrpcStatus(ShuttingDown()));
+    return reactor;
   }
   // The request is const; the event's defaults are filled into a copy.
   v1::PublishRequest req = *request;
@@ -283,13 +280,18 @@ grpc::ServerUnaryReactor* PublishService::Publish(
   absl::Status status = record.status();
   if (status.ok()) {
     status = Produce(*std::move(record), ProduceDeadline(*context),
-                     [reactor, response](absl::Status s, int32_t partition,
-                                         int64_t offset) {
+                     [this, reactor, response](absl::Status s,
+                                               int32_t partition,
+                                               int64_t offset) {
                        SetResult(s, partition, offset, response);
                        reactor->Finish(ToGrpcStatus(s));
+                       CallFinished();
                      });
   }
-  if (!status.ok()) reactor->Finish(ToGrpcStatus(status));
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    CallFinished();
+  }
   return reactor;
 }
 
@@ -298,27 +300,24 @@ grpc::ServerUnaryReactor* PublishService::PublishBatch(
     const v1::PublishBatchRequest* request,
     v1::PublishBatchResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  bool draining;
-  {
-    absl::MutexLock lock(&mu_);
-    draining = draining_;
-  }
-  if (draining) {
+  if (!CallStarted()) {
     reactor->Finish(ToGrpcStatus(ShuttingDown()));
     return reactor;
   }
   struct BatchState {
     std::atomic<int> remaining;
     grpc::ServerUnaryReactor* reactor;
+    PublishService* service;
     void Done() {
       if (remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         reactor->Finish(grpc::Status::OK);
+        service->CallFinished();
         delete this;
       }
     }
   };
   const int n = request->requests_size();
-  auto* state = new BatchState{{n + 1}, reactor};
+  auto* state = new BatchState{{n + 1}, reactor, this};
   response->mutable_responses()->Reserve(n);
   for (int i = 0; i < n; ++i) response->add_responses();
   const absl::Time deadline = ProduceDeadline(*context);
@@ -353,6 +352,26 @@ PublishService::PublishStream(grpc::CallbackServerContext* context) {
   auto* stream = new StreamReactor(this, context);
   stream->Start();
   return stream;
+}
+
+bool PublishService::CallStarted() {
+  absl::MutexLock lock(&mu_);
+  if (draining_) return false;
+  ++unary_calls_;
+  return true;
+}
+
+void PublishService::CallFinished() {
+  absl::MutexLock lock(&mu_);
+  --unary_calls_;
+}
+
+bool PublishService::WaitIdle(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return unary_calls_ == 0 && streams_.empty();
+  };
+  return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
 }
 
 void PublishService::Register(StreamReactor* stream) {

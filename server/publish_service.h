@@ -56,6 +56,10 @@ class PublishService final : public v1::EventBus::CallbackService {
   // Streams opened later end that way at once.
   void Drain() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Waits until no Publish, PublishBatch or PublishStream call is in
+  // progress, or until `deadline`. Returns true when none is.
+  bool WaitIdle(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   class StreamReactor;
   using DoneFn = absl::AnyInvocable<void(absl::Status, int32_t partition,
@@ -70,6 +74,10 @@ class PublishService final : public v1::EventBus::CallbackService {
   // The deadline to give the producer for a call with `context`.
   absl::Time ProduceDeadline(const grpc::CallbackServerContext& context) const;
 
+  // Counts a unary call from its start to its Finish. CallStarted returns
+  // false (and counts nothing) while draining.
+  bool CallStarted() ABSL_LOCKS_EXCLUDED(mu_);
+  void CallFinished() ABSL_LOCKS_EXCLUDED(mu_);
   void Register(StreamReactor* stream) ABSL_LOCKS_EXCLUDED(mu_);
   void Unregister(StreamReactor* stream) ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -78,6 +86,7 @@ class PublishService final : public v1::EventBus::CallbackService {
 
   absl::Mutex mu_;
   std::set<StreamReactor*> streams_ ABSL_GUARDED_BY(mu_);
+  int64_t unary_calls_ ABSL_GUARDED_BY(mu_) = 0;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -22,6 +22,9 @@ constexpr int64_t kGrpcFramingAllowance = 64 << 10;
 constexpr absl::Duration kHealthCheckInterval = absl::Milliseconds(200);
 // Time to flush the producer after the gRPC server stopped, at least.
 constexpr absl::Duration kMinFlushTime = absl::Seconds(1);
+// Time finished calls get to send their last bytes before the rest are
+// cancelled.
+constexpr absl::Duration kFinishAllowance = absl::Milliseconds(500);
 
 std::string WithPort(const std::string& address, int port) {
   if (absl::StartsWith(address, "unix:")) return address;
@@ -156,7 +159,11 @@ absl::Status Sidecar::Shutdown() {
                  absl::FormatDuration(config_.shutdown_grace));
     server_->GetHealthCheckService()->SetServingStatus(false);
     service_->Drain();
-    server_->Shutdown(absl::ToChronoTime(deadline));
+    // Publish calls decide how long shutdown takes; other calls (health
+    // watches, reflection) must not hold it up to the grace period.
+    const bool idle = service_->WaitIdle(deadline);
+    server_->Shutdown(absl::ToChronoTime(
+        idle ? absl::Now() + kFinishAllowance : absl::Now()));
   }
   absl::Status status;
   if (producer_ != nullptr) {

@@ -445,6 +445,70 @@ TEST_F(PublishTest, NoBrokerIsUnavailableWithinTheDeadlineAndNotServing) {
   EXPECT_TRUE(absl::StrContains(s.error_message(), "127.0.0.1:1"));
 }
 
+TEST_F(PublishTest, FullProducerQueueWaitsUntilTheDeadlineThenResourceExhausted) {
+  const std::string topic = UniqueTopic("publish-queue-full");
+  CreateTopic(topic, 1);
+  // Ten records fill librdkafka's queue, and linger keeps them there for 3 s,
+  // so the others wait for room until their deadline.
+  StartSidecar([](server::Config& c) {
+    c.publish_timeout = absl::Milliseconds(500);
+    c.producer_properties["queue.buffering.max.messages"] = "10";
+    c.producer_properties["linger.ms"] = "3000";
+    c.producer_properties["message.timeout.ms"] = "20000";
+  });
+  WaitServing();
+  v1::PublishBatchRequest req;
+  for (int i = 0; i < 50; ++i) {
+    *req.add_requests() = MakeRequest(topic, "k", absl::StrCat("k/", i));
+  }
+  grpc::ClientContext ctx;
+  auto stream = stub_->PublishStream(&ctx);
+  ASSERT_TRUE(stream->Write(req));
+  stream->WritesDone();
+  std::map<std::string, v1::PublishResponse> results;
+  v1::PublishBatchResponse resp;
+  while (stream->Read(&resp)) {
+    for (const auto& r : resp.responses()) results[r.correlation_id()] = r;
+  }
+  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_EQ(results.size(), 50u);
+  std::map<std::string, std::string> acked;
+  int exhausted = 0;
+  for (const auto& [corr, r] : results) {
+    if (r.status().code() == 0) {
+      acked[r.event_id()] = corr;
+    } else {
+      EXPECT_EQ(r.status().code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+          << r.status().message();
+      EXPECT_TRUE(absl::StrContains(r.status().message(), "queue stayed full"))
+          << r.status().message();
+      ++exhausted;
+    }
+  }
+  EXPECT_EQ(acked.size(), 10u);
+  EXPECT_EQ(exhausted, 40);
+  std::vector<ConsumedRecord> records = ReadTopic(topic);
+  EXPECT_EQ(records.size(), 10u);
+  ExpectExactlyOnceInOrder(records, acked);
+}
+
+TEST_F(PublishTest, HealthGoesNotServingWhenShutdownStarts) {
+  StartSidecar();
+  WaitServing();
+  grpc::ClientContext ctx;
+  auto watch = health_->Watch(&ctx, grpc::health::v1::HealthCheckRequest());
+  grpc::health::v1::HealthCheckResponse resp;
+  ASSERT_TRUE(watch->Read(&resp));
+  EXPECT_EQ(resp.status(), HealthCheckResponse::SERVING);
+  std::thread stopper([this] { EXPECT_TRUE(sidecar_->Shutdown().ok()); });
+  bool saw_not_serving = false;
+  while (watch->Read(&resp)) {
+    if (resp.status() == HealthCheckResponse::NOT_SERVING) saw_not_serving = true;
+  }
+  stopper.join();
+  EXPECT_TRUE(saw_not_serving);
+}
+
 TEST_F(PublishTest, FatalProducerErrorIsSurvivedAndNoAckedEventIsLost) {
   const std::string topic = UniqueTopic("publish-fatal");
   CreateTopic(topic, 3);

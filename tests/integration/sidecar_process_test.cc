@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -54,6 +55,10 @@ class SidecarProcess {
       kill(pid_, SIGKILL);
       Wait();
     }
+    if (::testing::Test::HasFailure()) {
+      std::cerr << "sidecar log:\n" << Log();
+    }
+    unlink(log_path_.c_str());
   }
 
   void Signal(int sig) { kill(pid_, sig); }
