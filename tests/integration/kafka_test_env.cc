@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <random>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kafka/rdkafka_handles.h"
 
@@ -32,19 +33,26 @@ kafka::RdKafkaPtr NewClient(rd_kafka_type_t type,
   return kafka::RdKafkaPtr(rk);
 }
 
-int PartitionCount(rd_kafka_t* rk, const std::string& topic) {
+// The number of partitions of `topic`, or the error that says why there is
+// none (yet).
+absl::StatusOr<int> PartitionCount(rd_kafka_t* rk, const std::string& topic) {
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
   const rd_kafka_metadata_t* md = nullptr;
   rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
   rd_kafka_topic_destroy(rkt);
   kafka::RdKafkaMetadataPtr owned(md);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 ||
-      md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    ADD_FAILURE() << "metadata for " << topic << ": "
-                  << rd_kafka_err2str(err != RD_KAFKA_RESP_ERR_NO_ERROR
-                                          ? err
-                                          : md->topics[0].err);
-    return 0;
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1) {
+    err = md->topics[0].err;
+  }
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::UnavailableError(
+        absl::StrCat("metadata for ", topic, ": ", rd_kafka_err2str(err)));
+  }
+  for (int p = 0; p < md->topics[0].partition_cnt; ++p) {
+    if (md->topics[0].partitions[p].leader < 0) {
+      return absl::UnavailableError(
+          absl::StrCat(topic, " partition ", p, " has no leader yet"));
+    }
   }
   return md->topics[0].partition_cnt;
 }
@@ -107,11 +115,13 @@ void CreateTopic(const std::string& topic, int partitions) {
   rd_kafka_queue_destroy(q);
   rd_kafka_NewTopic_destroy(nt);
   // Wait until the topic's metadata shows every partition with a leader.
+  absl::StatusOr<int> count;
   for (int i = 0; i < 100; ++i) {
-    if (PartitionCount(rk.get(), topic) == partitions) return;
+    count = PartitionCount(rk.get(), topic);
+    if (count.ok() && *count == partitions) return;
     absl::SleepFor(absl::Milliseconds(100));
   }
-  FAIL() << "topic " << topic << " did not appear";
+  FAIL() << "topic " << topic << " did not appear: " << count.status();
 }
 
 std::optional<std::string> ConsumedRecord::Header(const std::string& name) const {
@@ -133,8 +143,9 @@ kafka::Record ConsumedRecord::AsRecord(const std::string& topic) const {
 std::map<int32_t, int64_t> HighWatermarks(const std::string& topic) {
   kafka::RdKafkaPtr rk = NewClient(RD_KAFKA_PRODUCER);
   std::map<int32_t, int64_t> out;
-  const int n = PartitionCount(rk.get(), topic);
-  for (int p = 0; p < n; ++p) {
+  absl::StatusOr<int> n = PartitionCount(rk.get(), topic);
+  EXPECT_TRUE(n.ok()) << n.status();
+  for (int p = 0; p < n.value_or(0); ++p) {
     int64_t low = 0, high = 0;
     rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
         rk.get(), topic.c_str(), p, &low, &high, 10000);
