@@ -44,6 +44,17 @@ struct Config {
   // limits.publish_timeout: deadline of a publish whose call has none (> 0).
   absl::Duration publish_timeout = absl::Seconds(30);
 
+  // subscribe.*: defaults and caps of Subscribe streams.
+  int64_t subscribe_max_outstanding_messages = 1000;
+  int64_t subscribe_max_outstanding_messages_cap = 100000;
+  int64_t subscribe_max_outstanding_bytes = 16 << 20;
+  int64_t subscribe_max_outstanding_bytes_cap = 256 << 20;
+  absl::Duration subscribe_ack_deadline = absl::Seconds(30);
+  int64_t subscribe_max_delivery_attempts = 5;
+  absl::Duration subscribe_retry_backoff = absl::Seconds(1);
+  absl::Duration subscribe_retry_backoff_max = absl::Seconds(60);
+  std::string subscribe_dead_letter_suffix = ".dlq";
+
   // log.level: trace, debug, info, warn, error, critical or off.
   std::string log_level = "info";
   // log.format: text or json.

@@ -58,6 +58,29 @@ std::map<std::string, std::string> ProducerProperties(const Config& config) {
   return props;
 }
 
+SubscribeOptions SubscribeOptionsFor(const Config& config) {
+  SubscribeOptions options;
+  options.consumer_properties = {{"bootstrap.servers", config.brokers},
+                                 {"client.id", config.client_id}};
+  for (const auto& [name, value] : config.consumer_properties) {
+    options.consumer_properties[name] = value;
+  }
+  options.default_max_outstanding_messages =
+      config.subscribe_max_outstanding_messages;
+  options.max_outstanding_messages_cap =
+      config.subscribe_max_outstanding_messages_cap;
+  options.default_max_outstanding_bytes = config.subscribe_max_outstanding_bytes;
+  options.max_outstanding_bytes_cap = config.subscribe_max_outstanding_bytes_cap;
+  options.default_ack_deadline = config.subscribe_ack_deadline;
+  options.default_max_delivery_attempts =
+      static_cast<int>(config.subscribe_max_delivery_attempts);
+  options.retry_backoff = config.subscribe_retry_backoff;
+  options.retry_backoff_max = config.subscribe_retry_backoff_max;
+  options.dead_letter_suffix = config.subscribe_dead_letter_suffix;
+  options.dead_letter_timeout = config.publish_timeout;
+  return options;
+}
+
 absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
   std::unique_ptr<Sidecar> sidecar(new Sidecar(config));
 
@@ -86,8 +109,10 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
   publish.max_event_bytes = config.max_event_bytes;
   publish.stream_max_in_flight = config.stream_max_in_flight;
   publish.publish_timeout = config.publish_timeout;
-  sidecar->service_ =
-      std::make_unique<PublishService>(sidecar->producer_.get(), publish);
+  sidecar->subscriptions_ = std::make_unique<Subscriptions>(
+      sidecar->producer_.get(), SubscribeOptionsFor(config));
+  sidecar->service_ = std::make_unique<EventBusService>(
+      sidecar->producer_.get(), publish, sidecar->subscriptions_.get());
 
   // gRPC's built-in health service answers; linking our copy of its
   // descriptors lets reflection describe it to grpcurl.
@@ -159,11 +184,16 @@ absl::Status Sidecar::Shutdown() {
                  absl::FormatDuration(config_.shutdown_grace));
     server_->GetHealthCheckService()->SetServingStatus(false);
     service_->Drain();
+    subscriptions_->Drain();
     // Publish calls decide how long shutdown takes; other calls (health
     // watches, reflection) must not hold it up to the grace period.
     const bool idle = service_->WaitIdle(deadline);
     server_->Shutdown(absl::ToChronoTime(
         idle ? absl::Now() + kFinishAllowance : absl::Now()));
+  }
+  if (subscriptions_ != nullptr &&
+      !subscriptions_->WaitClosed(std::max(deadline, absl::Now() + kMinFlushTime))) {
+    spdlog::warn("shutting down: Kafka consumers still closing");
   }
   absl::Status status;
   if (producer_ != nullptr) {

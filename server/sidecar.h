@@ -13,7 +13,8 @@
 #include "absl/synchronization/mutex.h"
 #include "kafka/rdkafka_producer.h"
 #include "server/config.h"
-#include "server/publish_service.h"
+#include "server/event_bus_service.h"
+#include "server/subscribe_reactor.h"
 
 namespace eventbus::server {
 
@@ -51,7 +52,8 @@ class Sidecar {
 
   const Config config_;
   std::unique_ptr<kafka::RdKafkaProducer> producer_;
-  std::unique_ptr<PublishService> service_;
+  std::unique_ptr<Subscriptions> subscriptions_;
+  std::unique_ptr<EventBusService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::string> addresses_;
   std::thread health_thread_;
@@ -66,5 +68,8 @@ class Sidecar {
 // (idempotence, acks=all, bounded queue, ...) overridden by
 // kafka.producer.* from the configuration.
 std::map<std::string, std::string> ProducerProperties(const Config& config);
+
+// The settings of Subscribe streams for `config`.
+SubscribeOptions SubscribeOptionsFor(const Config& config);
 
 }  // namespace eventbus::server

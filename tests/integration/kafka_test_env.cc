@@ -219,4 +219,149 @@ std::vector<ConsumedRecord> ReadTopic(const std::string& topic,
   return out;
 }
 
+std::map<int32_t, int64_t> CommittedOffsets(const std::string& group,
+                                            const std::string& topic) {
+  kafka::RdKafkaPtr rk = NewClient(
+      RD_KAFKA_CONSUMER, {{"group.id", group},
+                          {"enable.auto.commit", "false"},
+                          {"enable.auto.offset.store", "false"}});
+  std::map<int32_t, int64_t> out;
+  if (rk == nullptr) return out;
+  absl::StatusOr<int> n = PartitionCount(rk.get(), topic);
+  EXPECT_TRUE(n.ok()) << n.status();
+  if (!n.ok()) return out;
+  kafka::RdKafkaTopicPartitionListPtr list(rd_kafka_topic_partition_list_new(*n));
+  for (int p = 0; p < *n; ++p) {
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p);
+  }
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  // The group coordinator may still be loading right after a rebalance;
+  // retry a few times on retriable errors.
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    err = rd_kafka_committed(rk.get(), list.get(), 10000);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR)
+      << "committed offsets of " << group << " on " << topic << ": "
+      << rd_kafka_err2str(err);
+  for (int i = 0; i < list->cnt; ++i) {
+    const rd_kafka_topic_partition_t& tp = list->elems[i];
+    EXPECT_EQ(tp.err, RD_KAFKA_RESP_ERR_NO_ERROR)
+        << topic << " [" << tp.partition << "]: " << rd_kafka_err2str(tp.err);
+    out[tp.partition] = tp.offset;
+  }
+  // A consumer that never subscribed leaves no group behind; close anyway so
+  // destroy does not wait.
+  rd_kafka_consumer_close(rk.get());
+  return out;
+}
+
+namespace {
+
+struct ProduceState {
+  std::vector<kafka::DeliveryResult>* results;
+  size_t done = 0;
+};
+
+void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg,
+                void* opaque) noexcept {
+  auto* state = static_cast<ProduceState*>(opaque);
+  const size_t i = reinterpret_cast<uintptr_t>(msg->_private);
+  kafka::DeliveryResult& r = (*state->results)[i];
+  if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    r.status = absl::OkStatus();
+    r.partition = msg->partition;
+    r.offset = msg->offset;
+  } else {
+    r.status = absl::InternalError(rd_kafka_err2str(msg->err));
+  }
+  ++state->done;
+}
+
+}  // namespace
+
+std::vector<kafka::DeliveryResult> ProduceRecords(
+    const std::vector<kafka::Record>& records) {
+  std::vector<kafka::DeliveryResult> results(records.size());
+  for (kafka::DeliveryResult& r : results) {
+    r.status = absl::UnknownError("no delivery report");
+  }
+  ProduceState state{&results};
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char errstr[512];
+  const std::map<std::string, std::string> props = {
+      {"bootstrap.servers", KafkaBrokers()},
+      {"log_level", "3"},
+      {"acks", "all"},
+      {"enable.idempotence", "true"},
+      {"linger.ms", "5"},
+      {"queue.buffering.max.messages", "1000000"},
+      {"queue.buffering.max.kbytes", "1048576"},
+      {"message.timeout.ms", "60000"},
+  };
+  for (const auto& [k, v] : props) {
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), errstr, sizeof(errstr)) !=
+        RD_KAFKA_CONF_OK) {
+      ADD_FAILURE() << k << ": " << errstr;
+    }
+  }
+  rd_kafka_conf_set_dr_msg_cb(conf, OnDelivery);
+  rd_kafka_conf_set_opaque(conf, &state);
+  kafka::RdKafkaPtr rk(rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)));
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    ADD_FAILURE() << "rd_kafka_new: " << errstr;
+    return results;
+  }
+  for (size_t i = 0; i < records.size(); ++i) {
+    const kafka::Record& rec = records[i];
+    rd_kafka_headers_t* hdrs = rd_kafka_headers_new(rec.headers.size());
+    for (const kafka::Header& h : rec.headers) {
+      rd_kafka_header_add(hdrs, h.name.data(), static_cast<ssize_t>(h.name.size()),
+                          h.value.data(), static_cast<ssize_t>(h.value.size()));
+    }
+    rd_kafka_resp_err_t err;
+    for (;;) {
+      err = rd_kafka_producev(
+          rk.get(), RD_KAFKA_V_TOPIC(rec.topic.c_str()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_KEY(rec.key ? rec.key->data() : nullptr,
+                         rec.key ? rec.key->size() : 0),
+          RD_KAFKA_V_VALUE(const_cast<char*>(rec.value.data()), rec.value.size()),
+          RD_KAFKA_V_HEADERS(hdrs),
+          RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(i))),
+          RD_KAFKA_V_END);
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
+      rd_kafka_poll(rk.get(), 100);
+    }
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_headers_destroy(hdrs);
+      results[i].status = absl::InternalError(rd_kafka_err2str(err));
+      ++state.done;
+    }
+    rd_kafka_poll(rk.get(), 0);
+  }
+  const rd_kafka_resp_err_t flushed = rd_kafka_flush(rk.get(), 60000);
+  EXPECT_EQ(flushed, RD_KAFKA_RESP_ERR_NO_ERROR)
+      << "flush: " << rd_kafka_err2str(flushed);
+  rd_kafka_poll(rk.get(), 0);
+  EXPECT_EQ(state.done, records.size());
+  for (size_t i = 0; i < results.size(); ++i) {
+    EXPECT_TRUE(results[i].status.ok())
+        << "record " << i << " to " << records[i].topic << ": " << results[i].status;
+  }
+  return results;
+}
+
+void ProduceRaw(const std::string& topic, std::optional<std::string> key,
+                std::string value, std::vector<kafka::Header> headers) {
+  kafka::Record rec;
+  rec.topic = topic;
+  rec.key = std::move(key);
+  rec.value = std::move(value);
+  rec.headers = std::move(headers);
+  ProduceRecords({rec});
+}
+
 }  // namespace eventbus::testing

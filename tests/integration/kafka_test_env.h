@@ -48,4 +48,24 @@ std::vector<ConsumedRecord> ReadTopic(const std::string& topic,
 // High watermark of each partition of `topic`.
 std::map<int32_t, int64_t> HighWatermarks(const std::string& topic);
 
+// The offset `group` has committed for each partition of `topic`
+// (RD_KAFKA_OFFSET_INVALID, -1001, for a partition with none), read with
+// rd_kafka_committed() by a consumer that has group.id = `group` but never
+// subscribes, so it does not join the group or disturb its members.
+std::map<int32_t, int64_t> CommittedOffsets(const std::string& group,
+                                            const std::string& topic);
+
+// Produces one plain record (no CloudEvents headers unless given) with a
+// plain librdkafka producer (acks=all) and flushes; fails the test unless
+// Kafka acknowledged it.
+void ProduceRaw(const std::string& topic, std::optional<std::string> key,
+                std::string value, std::vector<kafka::Header> headers);
+
+// Produces every record (each to its own `topic`) with one plain librdkafka
+// producer (acks=all, idempotent, so per partition the order is kept), then
+// flushes. Returns where each record was written, in the order given; fails
+// the test unless Kafka acknowledged every record.
+std::vector<kafka::DeliveryResult> ProduceRecords(
+    const std::vector<kafka::Record>& records);
+
 }  // namespace eventbus::testing

@@ -1,7 +1,7 @@
-// PublishService through a real in-process gRPC server (bound to
+// EventBusService through a real in-process gRPC server (bound to
 // 127.0.0.1:0) and the generated stub, over a FakeProducer.
 
-#include "server/publish_service.h"
+#include "server/event_bus_service.h"
 
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
@@ -147,7 +147,7 @@ class StreamClient {
   bool read_ended_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class PublishServiceTest : public ::testing::Test {
+class EventBusServiceTest : public ::testing::Test {
  protected:
   static PublishOptions DefaultOptions() {
     PublishOptions o;
@@ -158,7 +158,7 @@ class PublishServiceTest : public ::testing::Test {
   }
 
   void Start(PublishOptions options = DefaultOptions()) {
-    service_ = std::make_unique<PublishService>(&producer_, std::move(options));
+    service_ = std::make_unique<EventBusService>(&producer_, std::move(options));
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
@@ -194,7 +194,7 @@ class PublishServiceTest : public ::testing::Test {
 
   // Declared first: outlives the server and the service.
   fakes::FakeProducer producer_;
-  std::unique_ptr<PublishService> service_;
+  std::unique_ptr<EventBusService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::EventBus::Stub> stub_;
 };
@@ -202,7 +202,7 @@ class PublishServiceTest : public ::testing::Test {
 // ---------------------------------------------------------------------------
 // Publish
 
-TEST_F(PublishServiceTest, PublishReturnsWhereKafkaStoredTheEvent) {
+TEST_F(EventBusServiceTest, PublishReturnsWhereKafkaStoredTheEvent) {
   ASSERT_NO_FATAL_FAILURE(Start());
   producer_.CompleteWith(absl::OkStatus(), /*partition=*/3,
                          /*first_offset=*/41);
@@ -248,7 +248,7 @@ TEST_F(PublishServiceTest, PublishReturnsWhereKafkaStoredTheEvent) {
   EXPECT_LE(t, after);
 }
 
-TEST_F(PublishServiceTest, PublishKeepsTheCallersEventId) {
+TEST_F(EventBusServiceTest, PublishKeepsTheCallersEventId) {
   ASSERT_NO_FATAL_FAILURE(Start());
   v1::PublishRequest request = Request("c-1");
   request.mutable_event()->set_id("evt-7");
@@ -264,7 +264,7 @@ TEST_F(PublishServiceTest, PublishKeepsTheCallersEventId) {
   EXPECT_EQ(record.key, std::nullopt);
 }
 
-TEST_F(PublishServiceTest, PublishToStructuredTopicWritesCloudEventsJson) {
+TEST_F(EventBusServiceTest, PublishToStructuredTopicWritesCloudEventsJson) {
   ASSERT_NO_FATAL_FAILURE(Start());
   v1::PublishRequest request = Request("c-1", "audit");
   request.mutable_event()->set_id("evt-7");
@@ -281,7 +281,7 @@ TEST_F(PublishServiceTest, PublishToStructuredTopicWritesCloudEventsJson) {
   EXPECT_THAT(record.value, HasSubstr("\"data\":{\"order\":42}"));
 }
 
-TEST_F(PublishServiceTest, PublishRefusedByProducerReturnsThatStatus) {
+TEST_F(EventBusServiceTest, PublishRefusedByProducerReturnsThatStatus) {
   ASSERT_NO_FATAL_FAILURE(Start());
   producer_.RefuseWith(absl::ResourceExhaustedError(
       "the wait list is full (64 MiB); slow down"));
@@ -298,7 +298,7 @@ TEST_F(PublishServiceTest, PublishRefusedByProducerReturnsThatStatus) {
   EXPECT_EQ(status.error_message(), "topic \"orders\" does not exist");
 }
 
-TEST_F(PublishServiceTest, PublishDeliveryFailureReturnsThatStatus) {
+TEST_F(EventBusServiceTest, PublishDeliveryFailureReturnsThatStatus) {
   ASSERT_NO_FATAL_FAILURE(Start());
   const absl::Status failure = kafka::DeliveryErrorToStatus(
       RD_KAFKA_RESP_ERR__MSG_TIMED_OUT, "orders", false);
@@ -310,7 +310,7 @@ TEST_F(PublishServiceTest, PublishDeliveryFailureReturnsThatStatus) {
   EXPECT_THAT(status.error_message(), HasSubstr("\"orders\""));
 }
 
-TEST_F(PublishServiceTest, PublishPossiblyPersistedIsUnknown) {
+TEST_F(EventBusServiceTest, PublishPossiblyPersistedIsUnknown) {
   ASSERT_NO_FATAL_FAILURE(Start());
   producer_.CompleteWith(kafka::DeliveryErrorToStatus(
       RD_KAFKA_RESP_ERR__TRANSPORT, "orders", true));
@@ -320,7 +320,7 @@ TEST_F(PublishServiceTest, PublishPossiblyPersistedIsUnknown) {
   EXPECT_THAT(status.error_message(), HasSubstr("possibly persisted"));
 }
 
-TEST_F(PublishServiceTest, PublishWithoutTypeIsInvalidArgument) {
+TEST_F(EventBusServiceTest, PublishWithoutTypeIsInvalidArgument) {
   ASSERT_NO_FATAL_FAILURE(Start());
   v1::PublishRequest request = Request("c-1");
   request.mutable_event()->clear_type();
@@ -331,7 +331,7 @@ TEST_F(PublishServiceTest, PublishWithoutTypeIsInvalidArgument) {
   EXPECT_EQ(producer_.produce_count(), 0u);
 }
 
-TEST_F(PublishServiceTest, PublishWithBadTopicIsInvalidArgument) {
+TEST_F(EventBusServiceTest, PublishWithBadTopicIsInvalidArgument) {
   ASSERT_NO_FATAL_FAILURE(Start());
   v1::PublishResponse response;
   grpc::Status status = Publish(Request("c-1", "a b"), &response);
@@ -340,7 +340,7 @@ TEST_F(PublishServiceTest, PublishWithBadTopicIsInvalidArgument) {
   EXPECT_EQ(producer_.produce_count(), 0u);
 }
 
-TEST_F(PublishServiceTest, PublishOfTooLargeEventIsResourceExhausted) {
+TEST_F(EventBusServiceTest, PublishOfTooLargeEventIsResourceExhausted) {
   PublishOptions options = DefaultOptions();
   options.max_event_bytes = 200;
   ASSERT_NO_FATAL_FAILURE(Start(options));
@@ -354,7 +354,7 @@ TEST_F(PublishServiceTest, PublishOfTooLargeEventIsResourceExhausted) {
   EXPECT_EQ(producer_.produce_count(), 0u);
 }
 
-TEST_F(PublishServiceTest, ProducerDeadlineIsJustBeforeTheCallDeadline) {
+TEST_F(EventBusServiceTest, ProducerDeadlineIsJustBeforeTheCallDeadline) {
   ASSERT_NO_FATAL_FAILURE(Start());
   const absl::Time call_deadline = absl::Now() + absl::Seconds(4);
   grpc::ClientContext ctx;
@@ -367,7 +367,7 @@ TEST_F(PublishServiceTest, ProducerDeadlineIsJustBeforeTheCallDeadline) {
   EXPECT_GE(deadline, call_deadline - absl::Milliseconds(400));
 }
 
-TEST_F(PublishServiceTest, ProducerDeadlineWithoutCallDeadlineIsTimeout) {
+TEST_F(EventBusServiceTest, ProducerDeadlineWithoutCallDeadlineIsTimeout) {
   ASSERT_NO_FATAL_FAILURE(Start());
   grpc::ClientContext ctx;  // no deadline
   v1::PublishResponse response;
@@ -380,7 +380,7 @@ TEST_F(PublishServiceTest, ProducerDeadlineWithoutCallDeadlineIsTimeout) {
   EXPECT_LE(deadline, after + absl::Seconds(7));
 }
 
-TEST_F(PublishServiceTest, PublishAfterDrainIsUnavailable) {
+TEST_F(EventBusServiceTest, PublishAfterDrainIsUnavailable) {
   ASSERT_NO_FATAL_FAILURE(Start());
   service_->Drain();
   v1::PublishResponse response;
@@ -393,7 +393,7 @@ TEST_F(PublishServiceTest, PublishAfterDrainIsUnavailable) {
 // ---------------------------------------------------------------------------
 // PublishBatch
 
-TEST_F(PublishServiceTest, PublishBatchAnswersEachRequestInOrder) {
+TEST_F(EventBusServiceTest, PublishBatchAnswersEachRequestInOrder) {
   ASSERT_NO_FATAL_FAILURE(Start());
   // Deliveries are held and then released in reverse, so results arrive in
   // the opposite order of the requests. Records with key "fail" fail.
@@ -474,7 +474,7 @@ TEST_F(PublishServiceTest, PublishBatchAnswersEachRequestInOrder) {
               Optional(std::string("evt-4")));
 }
 
-TEST_F(PublishServiceTest, PublishBatchItemRefusedByProducerGetsThatStatus) {
+TEST_F(EventBusServiceTest, PublishBatchItemRefusedByProducerGetsThatStatus) {
   ASSERT_NO_FATAL_FAILURE(Start());
   producer_.RefuseWith(absl::ResourceExhaustedError("queue full"));
   v1::PublishBatchRequest batch;
@@ -494,7 +494,7 @@ TEST_F(PublishServiceTest, PublishBatchItemRefusedByProducerGetsThatStatus) {
   }
 }
 
-TEST_F(PublishServiceTest, EmptyPublishBatchIsOk) {
+TEST_F(EventBusServiceTest, EmptyPublishBatchIsOk) {
   ASSERT_NO_FATAL_FAILURE(Start());
   v1::PublishBatchResponse response;
   grpc::ClientContext ctx;
@@ -508,7 +508,7 @@ TEST_F(PublishServiceTest, EmptyPublishBatchIsOk) {
 // ---------------------------------------------------------------------------
 // PublishStream
 
-TEST_F(PublishServiceTest, StreamAnswersEveryEventOnceAndEndsOk) {
+TEST_F(EventBusServiceTest, StreamAnswersEveryEventOnceAndEndsOk) {
   ASSERT_NO_FATAL_FAILURE(Start());
   producer_.CompleteWith(absl::OkStatus(), /*partition=*/1);
   constexpr int kBatches = 50;
@@ -551,7 +551,7 @@ TEST_F(PublishServiceTest, StreamAnswersEveryEventOnceAndEndsOk) {
   EXPECT_EQ(producer_.produce_count(), size_t{kBatches * kBatchSize});
 }
 
-TEST_F(PublishServiceTest, StreamStopsReadingWhileTheWindowIsFull) {
+TEST_F(EventBusServiceTest, StreamStopsReadingWhileTheWindowIsFull) {
   PublishOptions options = DefaultOptions();
   options.stream_max_in_flight = 50;
   ASSERT_NO_FATAL_FAILURE(Start(options));
@@ -594,7 +594,7 @@ TEST_F(PublishServiceTest, StreamStopsReadingWhileTheWindowIsFull) {
   EXPECT_GE(producer_.max_outstanding(), size_t{kBatchSize});
 }
 
-TEST_F(PublishServiceTest, StreamProducesEachKeysEventsInTheOrderSent) {
+TEST_F(EventBusServiceTest, StreamProducesEachKeysEventsInTheOrderSent) {
   ASSERT_NO_FATAL_FAILURE(Start());
   constexpr int kKeys = 5;
   constexpr int kPerKey = 200;
@@ -633,7 +633,7 @@ TEST_F(PublishServiceTest, StreamProducesEachKeysEventsInTheOrderSent) {
   }
 }
 
-TEST_F(PublishServiceTest, InvalidEventInStreamGetsItsOwnStatus) {
+TEST_F(EventBusServiceTest, InvalidEventInStreamGetsItsOwnStatus) {
   ASSERT_NO_FATAL_FAILURE(Start());
   producer_.CompleteWith(absl::OkStatus(), /*partition=*/0, /*first_offset=*/7);
   StreamClient client(stub_.get());
@@ -672,7 +672,7 @@ TEST_F(PublishServiceTest, InvalidEventInStreamGetsItsOwnStatus) {
   EXPECT_EQ(producer_.produce_count(), 3u);
 }
 
-TEST_F(PublishServiceTest, StreamItemsRefusedOrFailedGetTheirStatus) {
+TEST_F(EventBusServiceTest, StreamItemsRefusedOrFailedGetTheirStatus) {
   ASSERT_NO_FATAL_FAILURE(Start());
   producer_.RefuseWith(absl::ResourceExhaustedError("queue full"));
   StreamClient client(stub_.get());
@@ -698,7 +698,7 @@ TEST_F(PublishServiceTest, StreamItemsRefusedOrFailedGetTheirStatus) {
   EXPECT_EQ(by_id["unknown"].partition(), -1);
 }
 
-TEST_F(PublishServiceTest, EmptyStreamEndsOk) {
+TEST_F(EventBusServiceTest, EmptyStreamEndsOk) {
   ASSERT_NO_FATAL_FAILURE(Start());
   StreamClient client(stub_.get());
   client.WritesDone();
@@ -710,7 +710,7 @@ TEST_F(PublishServiceTest, EmptyStreamEndsOk) {
 // ---------------------------------------------------------------------------
 // Drain
 
-TEST_F(PublishServiceTest, DrainEndsAnIdleStreamWithUnavailable) {
+TEST_F(EventBusServiceTest, DrainEndsAnIdleStreamWithUnavailable) {
   ASSERT_NO_FATAL_FAILURE(Start());
   StreamClient client(stub_.get());
   std::vector<v1::PublishRequest> batch;
@@ -726,7 +726,7 @@ TEST_F(PublishServiceTest, DrainEndsAnIdleStreamWithUnavailable) {
   EXPECT_EQ(client.ResultsById().size(), 10u);
 }
 
-TEST_F(PublishServiceTest, DrainAnswersEverythingReadBeforeEnding) {
+TEST_F(EventBusServiceTest, DrainAnswersEverythingReadBeforeEnding) {
   ASSERT_NO_FATAL_FAILURE(Start());
   producer_.Hold();
   StreamClient client(stub_.get());
@@ -764,7 +764,7 @@ TEST_F(PublishServiceTest, DrainAnswersEverythingReadBeforeEnding) {
   }
 }
 
-TEST_F(PublishServiceTest, StreamOpenedAfterDrainEndsUnavailable) {
+TEST_F(EventBusServiceTest, StreamOpenedAfterDrainEndsUnavailable) {
   ASSERT_NO_FATAL_FAILURE(Start());
   service_->Drain();
   StreamClient client(stub_.get());
@@ -778,7 +778,7 @@ TEST_F(PublishServiceTest, StreamOpenedAfterDrainEndsUnavailable) {
 // ---------------------------------------------------------------------------
 // Cancellation
 
-TEST_F(PublishServiceTest, CancelledStreamStillTakesItsDeliveries) {
+TEST_F(EventBusServiceTest, CancelledStreamStillTakesItsDeliveries) {
   ASSERT_NO_FATAL_FAILURE(Start());
   producer_.Hold();
   auto client = std::make_unique<StreamClient>(stub_.get());
@@ -802,7 +802,7 @@ TEST_F(PublishServiceTest, CancelledStreamStillTakesItsDeliveries) {
 // ---------------------------------------------------------------------------
 // Subscribe
 
-TEST_F(PublishServiceTest, SubscribeIsUnimplemented) {
+TEST_F(EventBusServiceTest, SubscribeIsUnimplemented) {
   ASSERT_NO_FATAL_FAILURE(Start());
   grpc::ClientContext ctx;
   SetDeadline(&ctx, kCallTimeout);

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "eventbus/v1/eventbus.grpc.pb.h"
 #include "kafka/producer.h"
+#include "server/subscribe_reactor.h"
 
 namespace eventbus::server {
 
@@ -29,17 +30,21 @@ struct PublishOptions {
 };
 
 // eventbus.v1.EventBus on the gRPC callback API: Publish, PublishBatch and
-// PublishStream over a kafka::Producer. Subscribe is left UNIMPLEMENTED.
+// PublishStream over a kafka::Producer; Subscribe through Subscriptions
+// (UNIMPLEMENTED when there are none).
 //
 // No reaction blocks: events are handed to the producer, and results come
 // back on the producer's delivery thread, which finishes the call or queues
 // the result for the stream's next write.
-class PublishService final : public v1::EventBus::CallbackService {
+class EventBusService final : public v1::EventBus::CallbackService {
  public:
   // `producer` must outlive every call this service starts, including the
   // deliveries still in flight when the gRPC server has shut down.
-  PublishService(kafka::Producer* producer, PublishOptions options);
-  ~PublishService() override;
+  // `subscriptions` may be null (Subscribe is then UNIMPLEMENTED); when set
+  // it must outlive the gRPC server.
+  EventBusService(kafka::Producer* producer, PublishOptions options,
+                  Subscriptions* subscriptions = nullptr);
+  ~EventBusService() override;
 
   grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* context,
                                     const v1::PublishRequest* request,
@@ -50,6 +55,8 @@ class PublishService final : public v1::EventBus::CallbackService {
       v1::PublishBatchResponse* response) override;
   grpc::ServerBidiReactor<v1::PublishBatchRequest, v1::PublishBatchResponse>*
   PublishStream(grpc::CallbackServerContext* context) override;
+  grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
+  Subscribe(grpc::CallbackServerContext* context) override;
 
   // Starts draining for shutdown: every open PublishStream stops reading,
   // answers each request it already read, and ends with UNAVAILABLE.
@@ -83,6 +90,7 @@ class PublishService final : public v1::EventBus::CallbackService {
 
   kafka::Producer* const producer_;
   const PublishOptions options_;
+  Subscriptions* const subscriptions_;
 
   absl::Mutex mu_;
   std::set<StreamReactor*> streams_ ABSL_GUARDED_BY(mu_);

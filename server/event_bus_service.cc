@@ -1,4 +1,4 @@
-#include "server/publish_service.h"
+#include "server/event_bus_service.h"
 
 #include <spdlog/spdlog.h>
 
@@ -39,11 +39,11 @@ void SetResult(const absl::Status& status, int32_t partition, int64_t offset,
 // state, one read and one write are in flight at most, and the reactor lives
 // until gRPC is done with it (OnDone) AND every delivery it is waiting for
 // has come back (refs_).
-class PublishService::StreamReactor final
+class EventBusService::StreamReactor final
     : public grpc::ServerBidiReactor<v1::PublishBatchRequest,
                                      v1::PublishBatchResponse> {
  public:
-  StreamReactor(PublishService* service, grpc::CallbackServerContext* context)
+  StreamReactor(EventBusService* service, grpc::CallbackServerContext* context)
       : service_(service), context_(context) {}
 
   void Start() {
@@ -199,7 +199,7 @@ class PublishService::StreamReactor final
     }
   }
 
-  PublishService* const service_;
+  EventBusService* const service_;
   grpc::CallbackServerContext* const context_;
   // Target of StartRead; touched only between StartRead and OnReadDone.
   v1::PublishBatchRequest request_;
@@ -219,13 +219,24 @@ class PublishService::StreamReactor final
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-PublishService::PublishService(kafka::Producer* producer,
-                               PublishOptions options)
-    : producer_(producer), options_(std::move(options)) {}
+EventBusService::EventBusService(kafka::Producer* producer,
+                                 PublishOptions options,
+                                 Subscriptions* subscriptions)
+    : producer_(producer),
+      options_(std::move(options)),
+      subscriptions_(subscriptions) {}
 
-PublishService::~PublishService() = default;
+grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
+EventBusService::Subscribe(grpc::CallbackServerContext* context) {
+  if (subscriptions_ == nullptr) {
+    return v1::EventBus::CallbackService::Subscribe(context);
+  }
+  return subscriptions_->Open(context);
+}
 
-absl::Time PublishService::ProduceDeadline(
+EventBusService::~EventBusService() = default;
+
+absl::Time EventBusService::ProduceDeadline(
     const grpc::CallbackServerContext& context) const {
   const absl::Time now = absl::Now();
   const auto call_deadline = context.deadline();
@@ -242,7 +253,7 @@ absl::Time PublishService::ProduceDeadline(
   return deadline - std::max(margin, absl::ZeroDuration());
 }
 
-absl::StatusOr<kafka::Record> PublishService::Encode(
+absl::StatusOr<kafka::Record> EventBusService::Encode(
     v1::PublishRequest& request) const {
   absl::Status status =
       PrepareRequest(request, options_.default_source, absl::Now());
@@ -253,7 +264,7 @@ absl::StatusOr<kafka::Record> PublishService::Encode(
   return EncodeRecord(request, mode, options_.max_event_bytes);
 }
 
-absl::Status PublishService::Produce(kafka::Record record, absl::Time deadline,
+absl::Status EventBusService::Produce(kafka::Record record, absl::Time deadline,
                                      DoneFn done) {
   return producer_->Produce(
       std::move(record), deadline,
@@ -263,7 +274,7 @@ absl::Status PublishService::Produce(kafka::Record record, absl::Time deadline,
       });
 }
 
-grpc::ServerUnaryReactor* PublishService::Publish(
+grpc::ServerUnaryReactor* EventBusService::Publish(
     grpc::CallbackServerContext* context, const v1::PublishRequest* request,
     v1::PublishResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -295,7 +306,7 @@ grpc::ServerUnaryReactor* PublishService::Publish(
   return reactor;
 }
 
-grpc::ServerUnaryReactor* PublishService::PublishBatch(
+grpc::ServerUnaryReactor* EventBusService::PublishBatch(
     grpc::CallbackServerContext* context,
     const v1::PublishBatchRequest* request,
     v1::PublishBatchResponse* response) {
@@ -307,7 +318,7 @@ grpc::ServerUnaryReactor* PublishService::PublishBatch(
   struct BatchState {
     std::atomic<int> remaining;
     grpc::ServerUnaryReactor* reactor;
-    PublishService* service;
+    EventBusService* service;
     void Done() {
       if (remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         reactor->Finish(grpc::Status::OK);
@@ -348,25 +359,25 @@ grpc::ServerUnaryReactor* PublishService::PublishBatch(
 }
 
 grpc::ServerBidiReactor<v1::PublishBatchRequest, v1::PublishBatchResponse>*
-PublishService::PublishStream(grpc::CallbackServerContext* context) {
+EventBusService::PublishStream(grpc::CallbackServerContext* context) {
   auto* stream = new StreamReactor(this, context);
   stream->Start();
   return stream;
 }
 
-bool PublishService::CallStarted() {
+bool EventBusService::CallStarted() {
   absl::MutexLock lock(&mu_);
   if (draining_) return false;
   ++unary_calls_;
   return true;
 }
 
-void PublishService::CallFinished() {
+void EventBusService::CallFinished() {
   absl::MutexLock lock(&mu_);
   --unary_calls_;
 }
 
-bool PublishService::WaitIdle(absl::Time deadline) {
+bool EventBusService::WaitIdle(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return unary_calls_ == 0 && streams_.empty();
@@ -374,7 +385,7 @@ bool PublishService::WaitIdle(absl::Time deadline) {
   return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
 }
 
-void PublishService::Register(StreamReactor* stream) {
+void EventBusService::Register(StreamReactor* stream) {
   bool draining;
   {
     absl::MutexLock lock(&mu_);
@@ -384,12 +395,12 @@ void PublishService::Register(StreamReactor* stream) {
   if (draining) stream->Drain();
 }
 
-void PublishService::Unregister(StreamReactor* stream) {
+void EventBusService::Unregister(StreamReactor* stream) {
   absl::MutexLock lock(&mu_);
   streams_.erase(stream);
 }
 
-void PublishService::Drain() {
+void EventBusService::Drain() {
   absl::MutexLock lock(&mu_);
   draining_ = true;
   for (StreamReactor* stream : streams_) stream->Drain();

@@ -1,0 +1,718 @@
+#include "kafka/group_consumer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "kafka/rdkafka_producer.h"
+
+namespace eventbus::kafka {
+namespace {
+
+constexpr int kPollTimeoutMs = 100;
+// Records taken from the consumer queue before deliveries are handed on.
+constexpr int kMaxRecordsPerRound = 500;
+constexpr absl::Duration kDeadlineScanInterval = absl::Milliseconds(100);
+constexpr int kCommitTimeoutMs = 10000;
+// Ids of deliveries that went away, remembered to explain late acks.
+constexpr size_t kMaxGoneIds = 100000;
+
+std::string PartitionName(const std::string& topic, int32_t partition) {
+  return absl::StrCat(topic, "[", partition, "]");
+}
+
+InboundRecord ToInboundRecord(const rd_kafka_message_t* msg) {
+  InboundRecord r;
+  r.topic = rd_kafka_topic_name(msg->rkt);
+  r.partition = msg->partition;
+  r.offset = msg->offset;
+  if (msg->key != nullptr) {
+    r.key.emplace(static_cast<const char*>(msg->key), msg->key_len);
+  }
+  if (msg->payload != nullptr) {
+    r.value.emplace(static_cast<const char*>(msg->payload), msg->len);
+  }
+  rd_kafka_headers_t* headers = nullptr;
+  if (rd_kafka_message_headers(msg, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char* name;
+    const void* value;
+    size_t size;
+    for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value,
+                                               &size) ==
+                       RD_KAFKA_RESP_ERR_NO_ERROR;
+         ++i) {
+      r.headers.push_back(
+          {name, value == nullptr
+                     ? std::string()
+                     : std::string(static_cast<const char*>(value), size)});
+    }
+  }
+  rd_kafka_timestamp_type_t type;
+  r.timestamp_ms = rd_kafka_message_timestamp(msg, &type);
+  return r;
+}
+
+}  // namespace
+
+size_t InboundRecord::Bytes() const {
+  size_t n = (key ? key->size() : 0) + (value ? value->size() : 0);
+  for (const Header& h : headers) n += h.name.size() + h.value.size();
+  return n;
+}
+
+absl::StatusOr<std::unique_ptr<GroupConsumer>> GroupConsumer::Start(
+    GroupConsumerOptions options, Producer* dead_letters, DeliverySink* sink) {
+  std::unique_ptr<GroupConsumer> consumer(
+      new GroupConsumer(std::move(options), dead_letters, sink));
+  absl::Status status = consumer->Init();
+  if (!status.ok()) return status;
+  consumer->thread_ = std::thread([c = consumer.get()] { c->Run(); });
+  return consumer;
+}
+
+GroupConsumer::GroupConsumer(GroupConsumerOptions options,
+                             Producer* dead_letters, DeliverySink* sink)
+    : options_(std::move(options)), dead_letters_(dead_letters), sink_(sink) {}
+
+GroupConsumer::~GroupConsumer() { Close(); }
+
+absl::Status GroupConsumer::Init() {
+  std::map<std::string, std::string> props = {
+      {"enable.auto.commit", "true"},
+      {"auto.commit.interval.ms", "1000"},
+      {"partition.assignment.strategy", "cooperative-sticky"},
+      {"enable.partition.eof", "false"},
+      // Bounded prefetch per member; flow control does the rest.
+      {"queued.max.messages.kbytes", "8192"},
+      {"auto.offset.reset",
+       options_.start == StartPosition::kEarliest ? "earliest" : "latest"},
+  };
+  for (const auto& [k, v] : options_.properties) props[k] = v;
+  // Not overridable: they are what at-least-once rests on.
+  props["group.id"] = options_.group;
+  props["enable.auto.offset.store"] = "false";
+
+  absl::StatusOr<RdKafkaConfPtr> conf = MakeRdKafkaConf(props);
+  if (!conf.ok()) return conf.status();
+  rd_kafka_conf_set_opaque(conf->get(), this);
+  rd_kafka_conf_set_rebalance_cb(conf->get(), &GroupConsumer::RebalanceCallback);
+  char errstr[512];
+  rk_.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf->get(), errstr, sizeof(errstr)));
+  if (rk_ == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot create the Kafka consumer: ", errstr));
+  }
+  conf->release();
+  rd_kafka_poll_set_consumer(rk_.get());
+  queue_.reset(rd_kafka_queue_get_consumer(rk_.get()));
+
+  RdKafkaTopicPartitionListPtr topics(rd_kafka_topic_partition_list_new(
+      static_cast<int>(options_.topics.size())));
+  for (const std::string& t : options_.topics) {
+    rd_kafka_topic_partition_list_add(topics.get(), t.c_str(),
+                                      RD_KAFKA_PARTITION_UA);
+  }
+  rd_kafka_resp_err_t err = rd_kafka_subscribe(rk_.get(), topics.get());
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot subscribe to ", absl::StrJoin(options_.topics, ", "),
+                     ": ", rd_kafka_err2str(err)));
+  }
+  spdlog::info("group {}: member joining for {}", options_.group,
+               absl::StrJoin(options_.topics, ", "));
+  return absl::OkStatus();
+}
+
+void GroupConsumer::Close() {
+  if (closed_) return;
+  closed_ = true;
+  stop_.store(true);
+  if (thread_.joinable()) {
+    Wake();
+    thread_.join();
+  }
+}
+
+void GroupConsumer::Wake() {
+  if (queue_ != nullptr) rd_kafka_queue_yield(queue_.get());
+}
+
+void GroupConsumer::Run() {
+  while (!stop_.load()) {
+    int timeout = kPollTimeoutMs;
+    for (int i = 0; i < kMaxRecordsPerRound && !stop_.load(); ++i) {
+      RdKafkaMessagePtr msg(rd_kafka_consumer_poll(rk_.get(), timeout));
+      if (msg == nullptr) break;
+      OnMessage(msg.get());
+      timeout = 0;
+    }
+    Tick(absl::Now());
+    FlushDeliveries();
+  }
+  // Leave the group: store what was acked, close (the revoke callback
+  // commits it synchronously), then wait for dead-letter writes that still
+  // reference this object.
+  StoreOffsets();
+  rd_kafka_resp_err_t err = rd_kafka_consumer_close(rk_.get());
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    spdlog::warn("group {}: consumer close: {}", options_.group,
+                 rd_kafka_err2str(err));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return dead_letters_in_flight_ == 0;
+    };
+    mu_.Await(absl::Condition(&done));
+  }
+  queue_.reset();
+  rk_.reset();
+  spdlog::info("group {}: member left", options_.group);
+}
+
+void GroupConsumer::OnMessage(const rd_kafka_message_t* msg) {
+  if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const std::string what =
+        absl::StrCat(rd_kafka_err2name(msg->err), ": ",
+                     rd_kafka_message_errstr(msg));
+    switch (msg->err) {
+      case RD_KAFKA_RESP_ERR__PARTITION_EOF:
+        return;
+      case RD_KAFKA_RESP_ERR__FATAL:
+      case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+      case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED: {
+        bool first;
+        {
+          absl::MutexLock lock(&mu_);
+          first = !failed_;
+          failed_ = true;
+        }
+        if (first) {
+          sink_->Failed(
+              msg->err == RD_KAFKA_RESP_ERR__FATAL
+                  ? absl::InternalError(absl::StrCat("Kafka consumer failed: ", what))
+                  : absl::PermissionDeniedError(
+                        absl::StrCat("Kafka refused the subscription: ", what)));
+        }
+        return;
+      }
+      default:
+        spdlog::warn("group {}: {}", options_.group, what);
+        return;
+    }
+  }
+  auto record = std::make_shared<const InboundRecord>(ToInboundRecord(msg));
+  bool over;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = partitions_.find({record->topic, record->partition});
+    if (it == partitions_.end() || !it->second.tracker.Track(record->offset)) {
+      return;  // revoked meanwhile, or already seen
+    }
+    ++in_progress_messages_;
+    in_progress_bytes_ += static_cast<int64_t>(record->Bytes());
+    Admit(std::move(record));
+    over = !paused_ && OverLimit();
+  }
+  if (over) UpdatePause();
+}
+
+std::string GroupConsumer::OrderKey(const InboundRecord& record) const {
+  switch (options_.ordering) {
+    case Ordering::kPerKey:
+      return record.key.has_value() ? absl::StrCat("k", *record.key) : "n";
+    case Ordering::kPerPartition:
+      return "p";
+    case Ordering::kUnordered:
+      break;
+  }
+  return "";
+}
+
+void GroupConsumer::Admit(std::shared_ptr<const InboundRecord> record) {
+  if (options_.ordering != Ordering::kUnordered) {
+    PartitionState& state = partitions_[{record->topic, record->partition}];
+    const std::string key = OrderKey(*record);
+    if (state.busy[key] > 0) {
+      state.held[key].push_back(std::move(record));
+      return;
+    }
+    state.busy[key] = 1;
+  }
+  Send(std::move(record), 1, absl::Now());
+}
+
+void GroupConsumer::Send(std::shared_ptr<const InboundRecord> record,
+                         int attempt, absl::Time now) {
+  const uint64_t id = next_id_++;
+  outstanding_[id] = Outstanding{record, attempt, now + options_.ack_deadline};
+  to_send_.push_back(Delivery{id, attempt, std::move(record)});
+}
+
+void GroupConsumer::Release(const InboundRecord& record) {
+  --in_progress_messages_;
+  in_progress_bytes_ -= static_cast<int64_t>(record.Bytes());
+}
+
+void GroupConsumer::Finish(const InboundRecord& record) {
+  Release(record);
+  auto it = partitions_.find({record.topic, record.partition});
+  if (it == partitions_.end()) return;
+  PartitionState& state = it->second;
+  state.tracker.Ack(record.offset);
+  if (options_.ordering == Ordering::kUnordered) return;
+  const std::string key = OrderKey(record);
+  auto held = state.held.find(key);
+  if (held == state.held.end() || held->second.empty()) {
+    state.busy.erase(key);
+    if (held != state.held.end()) state.held.erase(held);
+    return;
+  }
+  std::shared_ptr<const InboundRecord> next = std::move(held->second.front());
+  held->second.pop_front();
+  if (held->second.empty()) state.held.erase(held);
+  Send(std::move(next), 1, absl::Now());
+}
+
+absl::Duration GroupConsumer::Backoff(int attempt) const {
+  absl::Duration d = options_.retry_backoff;
+  for (int i = 1; i < attempt && d < options_.retry_backoff_max; ++i) d *= 2;
+  return std::min(d, options_.retry_backoff_max);
+}
+
+void GroupConsumer::Retry(std::shared_ptr<const InboundRecord> record,
+                          int attempt, std::optional<absl::Duration> delay,
+                          const std::string& why, absl::Time now) {
+  if (attempt >= options_.max_delivery_attempts) {
+    SendToDeadLetters(std::move(record), attempt,
+                      absl::StrCat("max delivery attempts (",
+                                   options_.max_delivery_attempts,
+                                   ") reached; last: ", why));
+    return;
+  }
+  retries_.push_back(
+      Redelivery{now + delay.value_or(Backoff(attempt)),
+                           std::move(record), attempt + 1});
+}
+
+std::string GroupConsumer::DeadLetterTopic(const std::string& topic) const {
+  return options_.dead_letter_topic.empty()
+             ? absl::StrCat(topic, options_.dead_letter_suffix)
+             : options_.dead_letter_topic;
+}
+
+void GroupConsumer::SendToDeadLetters(
+    std::shared_ptr<const InboundRecord> record, int attempts,
+    std::string reason) {
+  Record out;
+  out.topic = DeadLetterTopic(record->topic);
+  out.key = record->key;
+  out.value = record->value.value_or("");
+  out.headers = record->headers;
+  out.headers.push_back({"eventbus.dlq.topic", record->topic});
+  out.headers.push_back({"eventbus.dlq.partition", absl::StrCat(record->partition)});
+  out.headers.push_back({"eventbus.dlq.offset", absl::StrCat(record->offset)});
+  out.headers.push_back({"eventbus.dlq.attempts", absl::StrCat(attempts)});
+  out.headers.push_back({"eventbus.dlq.reason", reason});
+  out.headers.push_back({"eventbus.dlq.group", options_.group});
+  auto state = partitions_.find({record->topic, record->partition});
+  const uint64_t generation =
+      state == partitions_.end() ? 0 : state->second.generation;
+  ++dead_letters_in_flight_;
+  absl::Status status = dead_letters_->Produce(
+      std::move(out), absl::Now() + options_.dead_letter_timeout,
+      [this, record, attempts, reason, generation](DeliveryResult result) mutable {
+        OnDeadLettered(std::move(record), attempts, std::move(reason),
+                       generation, std::move(result.status));
+      });
+  if (!status.ok()) {
+    --dead_letters_in_flight_;
+    spdlog::warn("group {}: dead-letter write for {} offset {} refused ({}); "
+                 "retrying",
+                 options_.group, PartitionName(record->topic, record->partition),
+                 record->offset, status.ToString());
+    retries_.push_back(Redelivery{
+        absl::Now() + options_.retry_backoff, std::move(record), -attempts});
+  }
+}
+
+void GroupConsumer::OnDeadLettered(std::shared_ptr<const InboundRecord> record,
+                                   int attempts, std::string reason,
+                                   uint64_t generation, absl::Status status) {
+  {
+    absl::MutexLock lock(&mu_);
+    --dead_letters_in_flight_;
+    auto state = partitions_.find({record->topic, record->partition});
+    // Revoked (and maybe assigned again) meanwhile: the new owner has the
+    // event; only the flow-control counters still hold it.
+    const bool assigned = state != partitions_.end() &&
+                          state->second.generation == generation;
+    if (!assigned) Release(*record);
+    if (!status.ok()) {
+      spdlog::warn("group {}: dead-letter write for {} offset {} failed ({}); "
+                   "retrying",
+                   options_.group,
+                   PartitionName(record->topic, record->partition),
+                   record->offset, status.ToString());
+      if (assigned) {
+        // A negative attempt marks a dead-letter write to retry.
+        retries_.push_back(Redelivery{
+            absl::Now() + options_.retry_backoff, std::move(record), -attempts});
+      }
+    } else {
+      spdlog::info("group {}: {} offset {} sent to {} after {} attempts: {}",
+                   options_.group,
+                   PartitionName(record->topic, record->partition),
+                   record->offset, DeadLetterTopic(record->topic), attempts,
+                   reason);
+      if (assigned) Finish(*record);
+    }
+  }
+  Wake();
+}
+
+absl::Status GroupConsumer::LookUp(uint64_t id) const {
+  if (auto it = gone_.find(id); it != gone_.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("delivery ", id, " is no longer outstanding: ", it->second));
+  }
+  if (id == 0 || id >= next_id_) {
+    return absl::NotFoundError(
+        absl::StrCat("delivery ", id, " was never sent on this stream"));
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("delivery ", id,
+                   " is no longer outstanding: it was already acked, nacked "
+                   "or dead-lettered"));
+}
+
+template <typename Fn>
+std::vector<AckError> GroupConsumer::Take(absl::Span<const uint64_t> ids,
+                                          Fn fn) {
+  std::vector<AckError> errors;
+  for (uint64_t id : ids) {
+    auto it = outstanding_.find(id);
+    if (it == outstanding_.end()) {
+      errors.push_back({id, LookUp(id)});
+      continue;
+    }
+    Outstanding o = std::move(it->second);
+    outstanding_.erase(it);
+    fn(std::move(o));
+  }
+  return errors;
+}
+
+std::vector<AckError> GroupConsumer::Ack(absl::Span<const uint64_t> ids) {
+  std::vector<AckError> errors;
+  bool resume;
+  {
+    absl::MutexLock lock(&mu_);
+    errors = Take(ids, [this](Outstanding o) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      Finish(*o.record);
+    });
+    resume = paused_ && !OverLimit();
+  }
+  if (resume) UpdatePause();
+  Wake();
+  return errors;
+}
+
+std::vector<AckError> GroupConsumer::Nack(absl::Span<const uint64_t> ids,
+                                          std::optional<absl::Duration> delay) {
+  std::vector<AckError> errors;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    errors = Take(ids, [&](Outstanding o) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      Retry(std::move(o.record), o.attempt, delay, "nacked", now);
+    });
+  }
+  Wake();
+  return errors;
+}
+
+std::vector<AckError> GroupConsumer::DeadLetter(absl::Span<const uint64_t> ids,
+                                                const std::string& reason) {
+  std::vector<AckError> errors;
+  {
+    absl::MutexLock lock(&mu_);
+    errors = Take(ids, [&](Outstanding o) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      SendToDeadLetters(std::move(o.record), o.attempt,
+                        reason.empty() ? "dead-lettered by the subscriber"
+                                       : reason);
+    });
+  }
+  Wake();
+  return errors;
+}
+
+void GroupConsumer::Tick(absl::Time now) {
+  {
+    absl::MutexLock lock(&mu_);
+    std::vector<uint64_t> expired;
+    if (now >= next_deadline_scan_) {
+      next_deadline_scan_ = now + kDeadlineScanInterval;
+      for (const auto& [id, o] : outstanding_) {
+        if (o.deadline <= now) expired.push_back(id);
+      }
+    }
+    std::sort(expired.begin(), expired.end());
+    for (uint64_t id : expired) {
+      auto it = outstanding_.find(id);
+      Outstanding o = std::move(it->second);
+      outstanding_.erase(it);
+      gone_.emplace(id, "its ack deadline passed and it was redelivered under "
+                        "a new id");
+      gone_order_.push_back(id);
+      Retry(std::move(o.record), o.attempt, std::nullopt,
+            "ack deadline passed", now);
+    }
+    std::vector<Redelivery> due;
+    auto split = std::stable_partition(
+        retries_.begin(), retries_.end(),
+        [now](const Redelivery& r) { return r.due > now; });
+    due.assign(std::make_move_iterator(split),
+               std::make_move_iterator(retries_.end()));
+    retries_.erase(split, retries_.end());
+    std::stable_sort(due.begin(), due.end(),
+                     [](const auto& a, const auto& b) { return a.due < b.due; });
+    for (Redelivery& r : due) {
+      if (r.attempt < 0) {
+        SendToDeadLetters(std::move(r.record), -r.attempt,
+                          "dead-letter write retried");
+      } else {
+        Send(std::move(r.record), r.attempt, now);
+      }
+    }
+    while (gone_order_.size() > kMaxGoneIds) {
+      gone_.erase(gone_order_.front());
+      gone_order_.pop_front();
+    }
+  }
+  StoreOffsets();
+  UpdatePause();
+}
+
+void GroupConsumer::FlushDeliveries() {
+  std::vector<Delivery> out;
+  {
+    absl::MutexLock lock(&mu_);
+    out.swap(to_send_);
+  }
+  if (!out.empty()) sink_->Deliver(std::move(out));
+}
+
+void GroupConsumer::StoreOffsets() {
+  RdKafkaTopicPartitionListPtr list(rd_kafka_topic_partition_list_new(0));
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [tp, state] : partitions_) {
+      std::optional<int64_t> commit = state.tracker.CommitOffset();
+      if (commit && commit != state.stored) {
+        rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(),
+                                          tp.partition)
+            ->offset = *commit;
+        state.stored = commit;
+      }
+    }
+  }
+  if (list->cnt == 0) return;
+  rd_kafka_resp_err_t err = rd_kafka_offsets_store(rk_.get(), list.get());
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    spdlog::debug("group {}: offsets_store: {}", options_.group,
+                  rd_kafka_err2str(err));
+  }
+}
+
+bool GroupConsumer::OverLimit() const {
+  return in_progress_messages_ >= options_.max_outstanding_messages ||
+         in_progress_bytes_ >= options_.max_outstanding_bytes;
+}
+
+void GroupConsumer::UpdatePause() {
+  absl::MutexLock lock(&mu_);
+  const bool over = OverLimit();
+  if (over == paused_) return;
+  rd_kafka_topic_partition_list_t* assignment = nullptr;
+  if (rd_kafka_assignment(rk_.get(), &assignment) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return;
+  }
+  RdKafkaTopicPartitionListPtr owned(assignment);
+  paused_ = over;
+  if (over) {
+    rd_kafka_pause_partitions(rk_.get(), assignment);
+  } else {
+    rd_kafka_resume_partitions(rk_.get(), assignment);
+  }
+  spdlog::debug("group {}: {} ({} messages, {} bytes in progress)",
+                options_.group, over ? "paused" : "resumed",
+                in_progress_messages_, in_progress_bytes_);
+}
+
+void GroupConsumer::RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                                      rd_kafka_topic_partition_list_t* partitions,
+                                      void* opaque) noexcept {
+  auto* self = static_cast<GroupConsumer*>(opaque);
+  const bool cooperative =
+      std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    self->OnAssign(partitions);
+    rd_kafka_error_t* error = nullptr;
+    if (cooperative) {
+      error = rd_kafka_incremental_assign(rk, partitions);
+    } else {
+      rd_kafka_assign(rk, partitions);
+    }
+    if (error != nullptr) {
+      spdlog::error("group {}: assign: {}", self->options_.group,
+                    rd_kafka_error_string(error));
+      rd_kafka_error_destroy(error);
+    }
+    bool paused;
+    {
+      absl::MutexLock lock(&self->mu_);
+      paused = self->paused_;
+    }
+    if (paused) rd_kafka_pause_partitions(rk, partitions);
+  } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+    self->OnRevoke(partitions, rd_kafka_assignment_lost(rk) != 0);
+    if (cooperative) {
+      rd_kafka_error_t* error = rd_kafka_incremental_unassign(rk, partitions);
+      if (error != nullptr) rd_kafka_error_destroy(error);
+    } else {
+      rd_kafka_assign(rk, nullptr);
+    }
+  } else {
+    spdlog::error("group {}: rebalance error: {}", self->options_.group,
+                  rd_kafka_err2str(err));
+    rd_kafka_assign(rk, nullptr);
+  }
+}
+
+void GroupConsumer::OnAssign(rd_kafka_topic_partition_list_t* partitions) {
+  if (options_.start == StartPosition::kTime) {
+    // Partitions without a committed offset start at start_time.
+    RdKafkaTopicPartitionListPtr committed(
+        rd_kafka_topic_partition_list_copy(partitions));
+    rd_kafka_committed(rk_.get(), committed.get(), kCommitTimeoutMs);
+    RdKafkaTopicPartitionListPtr by_time(rd_kafka_topic_partition_list_new(0));
+    for (int i = 0; i < committed->cnt; ++i) {
+      if (committed->elems[i].offset < 0) {
+        rd_kafka_topic_partition_list_add(by_time.get(), committed->elems[i].topic,
+                                          committed->elems[i].partition)
+            ->offset = absl::ToUnixMillis(options_.start_time);
+      }
+    }
+    if (by_time->cnt > 0 &&
+        rd_kafka_offsets_for_times(rk_.get(), by_time.get(), kCommitTimeoutMs) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (int i = 0; i < by_time->cnt; ++i) {
+        rd_kafka_topic_partition_t* p = rd_kafka_topic_partition_list_find(
+            partitions, by_time->elems[i].topic, by_time->elems[i].partition);
+        if (p != nullptr) {
+          p->offset = by_time->elems[i].offset >= 0 ? by_time->elems[i].offset
+                                                    : RD_KAFKA_OFFSET_END;
+        }
+      }
+    }
+  }
+  std::vector<std::string> names;
+  {
+    absl::MutexLock lock(&mu_);
+    for (int i = 0; i < partitions->cnt; ++i) {
+      const rd_kafka_topic_partition_t& p = partitions->elems[i];
+      PartitionState& state = partitions_[{p.topic, p.partition}];
+      state = PartitionState();
+      state.generation = next_generation_++;
+      names.push_back(PartitionName(p.topic, p.partition));
+    }
+  }
+  spdlog::info("group {}: assigned {}", options_.group, absl::StrJoin(names, ", "));
+}
+
+void GroupConsumer::OnRevoke(rd_kafka_topic_partition_list_t* partitions,
+                             bool lost) {
+  RdKafkaTopicPartitionListPtr commit(rd_kafka_topic_partition_list_new(0));
+  std::vector<TopicPartition> revoked;
+  {
+    absl::MutexLock lock(&mu_);
+    std::set<TopicPartition> set;
+    for (int i = 0; i < partitions->cnt; ++i) {
+      TopicPartition tp{partitions->elems[i].topic, partitions->elems[i].partition};
+      auto it = partitions_.find(tp);
+      if (it == partitions_.end()) continue;
+      if (std::optional<int64_t> offset = it->second.tracker.CommitOffset();
+          offset && !lost) {
+        rd_kafka_topic_partition_list_add(commit.get(), tp.topic.c_str(),
+                                          tp.partition)
+            ->offset = *offset;
+      }
+      for (const auto& [key, queue] : it->second.held) {
+        for (const auto& r : queue) {
+          --in_progress_messages_;
+          in_progress_bytes_ -= static_cast<int64_t>(r->Bytes());
+        }
+      }
+      partitions_.erase(it);
+      set.insert(tp);
+      revoked.push_back(std::move(tp));
+    }
+    auto in_set = [&set](const InboundRecord& r) {
+      return set.count({r.topic, r.partition}) > 0;
+    };
+    const std::string why = lost ? "its partition was lost (the group moved on)"
+                                 : "its partition was revoked in a rebalance; "
+                                   "the event goes to the partition's new owner";
+    for (auto it = outstanding_.begin(); it != outstanding_.end();) {
+      if (in_set(*it->second.record)) {
+        --in_progress_messages_;
+        in_progress_bytes_ -= static_cast<int64_t>(it->second.record->Bytes());
+        gone_.emplace(it->first, why);
+        gone_order_.push_back(it->first);
+        outstanding_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+    std::erase_if(retries_, [&](const Redelivery& r) {
+      if (!in_set(*r.record)) return false;
+      --in_progress_messages_;
+      in_progress_bytes_ -= static_cast<int64_t>(r.record->Bytes());
+      return true;
+    });
+    std::erase_if(to_send_, [&](const Delivery& d) { return in_set(*d.record); });
+  }
+  // Dead-letter writes in flight for these partitions finish on their own;
+  // their completion no longer counts (the partition is not assigned).
+  sink_->Revoked(revoked);
+  if (commit->cnt > 0) {
+    rd_kafka_resp_err_t err = rd_kafka_commit(rk_.get(), commit.get(), 0);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+        err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+      spdlog::warn("group {}: commit on revoke: {}", options_.group,
+                   rd_kafka_err2str(err));
+    }
+  }
+  std::vector<std::string> names;
+  for (const TopicPartition& tp : revoked) {
+    names.push_back(PartitionName(tp.topic, tp.partition));
+  }
+  spdlog::info("group {}: {} {}", options_.group, lost ? "lost" : "revoked",
+               absl::StrJoin(names, ", "));
+}
+
+int64_t GroupConsumer::outstanding_messages() const {
+  absl::MutexLock lock(&mu_);
+  return in_progress_messages_;
+}
+
+bool GroupConsumer::paused() const {
+  absl::MutexLock lock(&mu_);
+  return paused_;
+}
+
+}  // namespace eventbus::kafka

@@ -1,0 +1,250 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "kafka/offset_tracker.h"
+#include "kafka/producer.h"
+#include "kafka/rdkafka_handles.h"
+#include "kafka/record.h"
+
+namespace eventbus::kafka {
+
+// A record read from Kafka.
+struct InboundRecord {
+  std::string topic;
+  int32_t partition = -1;
+  int64_t offset = -1;
+  std::optional<std::string> key;
+  std::optional<std::string> value;
+  std::vector<Header> headers;
+  int64_t timestamp_ms = -1;
+
+  // Bytes of key, value and headers: what counts against flow control.
+  size_t Bytes() const;
+};
+
+enum class StartPosition { kLatest, kEarliest, kTime };
+enum class Ordering { kUnordered, kPerKey, kPerPartition };
+
+struct GroupConsumerOptions {
+  // librdkafka consumer properties (bootstrap.servers, client.id, user
+  // overrides). eventbus's own settings (group.id, offset storage, assignor)
+  // are added by GroupConsumer; the ones given here win.
+  std::map<std::string, std::string> properties;
+  std::vector<std::string> topics;
+  std::string group;
+  StartPosition start = StartPosition::kLatest;
+  absl::Time start_time;  // with kTime
+  int64_t max_outstanding_messages = 1000;
+  int64_t max_outstanding_bytes = 16 << 20;
+  absl::Duration ack_deadline = absl::Seconds(30);
+  int max_delivery_attempts = 5;
+  // Dead-letter topic; empty means "<topic><dead_letter_suffix>".
+  std::string dead_letter_topic;
+  std::string dead_letter_suffix = ".dlq";
+  absl::Duration retry_backoff = absl::Seconds(1);
+  absl::Duration retry_backoff_max = absl::Seconds(60);
+  Ordering ordering = Ordering::kUnordered;
+  // Deadline for writing one event to the dead-letter topic.
+  absl::Duration dead_letter_timeout = absl::Seconds(30);
+};
+
+// One event handed to the client.
+struct Delivery {
+  uint64_t id = 0;
+  int attempt = 1;
+  std::shared_ptr<const InboundRecord> record;
+};
+
+struct TopicPartition {
+  std::string topic;
+  int32_t partition = -1;
+  friend auto operator<=>(const TopicPartition&, const TopicPartition&) = default;
+};
+
+// Where a GroupConsumer sends what happens. Called on the consumer's thread,
+// one call at a time; calls must be fast and must not block or call back
+// into the GroupConsumer.
+class DeliverySink {
+ public:
+  virtual ~DeliverySink() = default;
+  // New deliveries, in order (per partition in offset order).
+  virtual void Deliver(std::vector<Delivery> deliveries) = 0;
+  // These partitions were taken away in a rebalance: deliveries of them not
+  // yet sent to the client should be dropped.
+  virtual void Revoked(const std::vector<TopicPartition>& partitions) = 0;
+  // The subscription failed for good (for example an authorization error);
+  // nothing more will be delivered. Called at most once.
+  virtual void Failed(absl::Status status) = 0;
+};
+
+// Why an ack, nack or dead-letter request for one delivery was not applied.
+struct AckError {
+  uint64_t delivery_id = 0;
+  absl::Status status;
+};
+
+// One member of a Kafka consumer group, with at-least-once delivery and
+// explicit acks: the client of one Subscribe stream.
+//
+// A thread polls the consumer, hands records to the sink as deliveries,
+// redelivers what was nacked or not acked in time (with backoff), writes
+// events to the dead-letter topic after their last attempt, pauses the
+// partitions while the client holds too much and commits only offsets whose
+// deliveries, and all before them, were acked.
+//
+// Ack, Nack and DeadLetter may be called from any thread.
+class GroupConsumer {
+ public:
+  // Creates the consumer and subscribes. `dead_letters` and `sink` must
+  // outlive it. Fails with INVALID_ARGUMENT for a bad property.
+  static absl::StatusOr<std::unique_ptr<GroupConsumer>> Start(
+      GroupConsumerOptions options, Producer* dead_letters,
+      DeliverySink* sink);
+
+  GroupConsumer(const GroupConsumer&) = delete;
+  GroupConsumer& operator=(const GroupConsumer&) = delete;
+  // Close() unless it was called.
+  ~GroupConsumer();
+
+  // Marks deliveries processed. Returns the ids it could not apply.
+  std::vector<AckError> Ack(absl::Span<const uint64_t> ids);
+  // Redelivers after `delay` (nullopt: the backoff for the attempt), or
+  // dead-letters when the event had its last attempt.
+  std::vector<AckError> Nack(absl::Span<const uint64_t> ids,
+                             std::optional<absl::Duration> delay);
+  // Writes the events to the dead-letter topic now, with `reason`.
+  std::vector<AckError> DeadLetter(absl::Span<const uint64_t> ids,
+                                   const std::string& reason);
+
+  // Leaves the group: stops delivering, commits what was acked, closes the
+  // consumer (so the group rebalances at once) and waits for dead-letter
+  // writes in flight. The sink is not called after it returns. Blocks;
+  // idempotent.
+  void Close();
+
+  // Deliveries sent and not yet acked (test and metrics view).
+  int64_t outstanding_messages() const;
+  bool paused() const;
+
+ private:
+  struct Outstanding {
+    std::shared_ptr<const InboundRecord> record;
+    int attempt = 1;
+    absl::Time deadline;
+  };
+  struct Redelivery {
+    absl::Time due;
+    std::shared_ptr<const InboundRecord> record;
+    // The attempt of the coming delivery; negative: a dead-letter write to
+    // retry, after -attempt attempts.
+    int attempt = 1;
+  };
+  struct PartitionState {
+    PartitionAckTracker tracker;
+    // Ordered modes: records waiting for their key (or the partition) to be
+    // free, and how many of each key are in progress.
+    std::map<std::string, std::deque<std::shared_ptr<const InboundRecord>>>
+        held;
+    std::map<std::string, int> busy;
+    std::optional<int64_t> stored;  // last offset handed to offsets_store
+    uint64_t generation = 0;        // which assignment this state belongs to
+  };
+
+  GroupConsumer(GroupConsumerOptions options, Producer* dead_letters,
+                DeliverySink* sink);
+  absl::Status Init();
+  void Run();
+  static void RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                                rd_kafka_topic_partition_list_t* partitions,
+                                void* opaque) noexcept;
+  void OnAssign(rd_kafka_topic_partition_list_t* partitions);
+  void OnRevoke(rd_kafka_topic_partition_list_t* partitions, bool lost);
+  void OnMessage(const rd_kafka_message_t* msg);
+  void Tick(absl::Time now);
+  void FlushDeliveries();
+  void StoreOffsets() ABSL_LOCKS_EXCLUDED(mu_);
+  void UpdatePause() ABSL_LOCKS_EXCLUDED(mu_);
+  void Wake();
+
+  // The key that orders `record` under the ordering mode.
+  std::string OrderKey(const InboundRecord& record) const;
+  // Sends `record` now, or holds it until its key is free.
+  void Admit(std::shared_ptr<const InboundRecord> record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Send(std::shared_ptr<const InboundRecord> record, int attempt,
+            absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The event is done (acked or dead-lettered): the offset may be
+  // committed, flow control released, and the next held record of its key
+  // sent.
+  void Finish(const InboundRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Schedules another attempt, or the dead-letter topic after the last.
+  void Retry(std::shared_ptr<const InboundRecord> record, int attempt,
+             std::optional<absl::Duration> delay, const std::string& why,
+             absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendToDeadLetters(std::shared_ptr<const InboundRecord> record,
+                         int attempts, std::string reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnDeadLettered(std::shared_ptr<const InboundRecord> record, int attempts,
+                      std::string reason, uint64_t generation,
+                      absl::Status status);
+  // Flow-control counters without `record`.
+  void Release(const InboundRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status LookUp(uint64_t id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes each of `ids` from the outstanding deliveries and hands it to
+  // `fn`; returns why the others could not be.
+  template <typename Fn>
+  std::vector<AckError> Take(absl::Span<const uint64_t> ids, Fn fn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Duration Backoff(int attempt) const;
+  std::string DeadLetterTopic(const std::string& topic) const;
+  bool OverLimit() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const GroupConsumerOptions options_;
+  Producer* const dead_letters_;
+  DeliverySink* const sink_;
+  RdKafkaPtr rk_;
+  RdKafkaQueuePtr queue_;  // the consumer queue, to wake a blocking poll
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  bool closed_ = false;  // touched by Close only
+
+  mutable absl::Mutex mu_;
+  std::map<TopicPartition, PartitionState> partitions_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Outstanding> outstanding_ ABSL_GUARDED_BY(mu_);
+  // Ids no longer outstanding because their partition was revoked or they
+  // were redelivered; remembered to answer late acks clearly.
+  absl::flat_hash_map<uint64_t, std::string> gone_ ABSL_GUARDED_BY(mu_);
+  std::deque<uint64_t> gone_order_ ABSL_GUARDED_BY(mu_);
+  std::vector<Redelivery> retries_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 1;
+  absl::Time next_deadline_scan_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  std::vector<Delivery> to_send_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  // Events read and not finished: sent, held, waiting for a retry or for the
+  // dead-letter topic.
+  int64_t in_progress_messages_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t in_progress_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;
+  int dead_letters_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace eventbus::kafka

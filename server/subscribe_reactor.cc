@@ -1,0 +1,490 @@
+#include "server/subscribe_reactor.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "server/event_codec.h"
+#include "server/grpc_status.h"
+
+namespace eventbus::server {
+namespace {
+
+// A SubscribeResponse carries at most this many deliveries, and stops
+// growing past this many bytes, so writes stay well under a client's
+// default 4 MiB receive limit (one event may still be up to the configured
+// event size).
+constexpr int kMaxDeliveriesPerWrite = 500;
+constexpr size_t kMaxBytesPerWrite = 1 << 20;
+// Ack errors waiting to be written, at most: a client that sends bad acks
+// and never reads is ended.
+constexpr size_t kMaxPendingAckErrors = 10000;
+constexpr absl::Duration kMinAckDeadline = absl::Seconds(1);
+constexpr absl::Duration kMaxAckDeadline = absl::Minutes(10);
+constexpr int kMaxDeliveryAttempts = 1000;
+
+absl::Status Invalid(absl::string_view field, absl::string_view problem) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("subscription.", field, ": ", problem));
+}
+
+absl::Duration ToDuration(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+}  // namespace
+
+absl::StatusOr<kafka::GroupConsumerOptions> ToGroupConsumerOptions(
+    const v1::Subscription& s, const SubscribeOptions& options) {
+  kafka::GroupConsumerOptions out;
+  out.properties = options.consumer_properties;
+  if (s.topics().empty()) {
+    return Invalid("topics", "at least one topic is required");
+  }
+  for (int i = 0; i < s.topics_size(); ++i) {
+    absl::Status status = ValidateTopicName(s.topics(i));
+    if (!status.ok()) {
+      return Invalid(absl::StrCat("topics[", i, "]"), status.message());
+    }
+    out.topics.push_back(s.topics(i));
+  }
+  if (s.group().empty()) {
+    return Invalid("group", "a consumer group is required");
+  }
+  for (unsigned char c : s.group()) {
+    if (c < 0x20 || c == 0x7f) {
+      return Invalid("group", "must not contain control characters");
+    }
+  }
+  out.group = s.group();
+  switch (s.start_position()) {
+    case v1::START_POSITION_LATEST:
+      out.start = kafka::StartPosition::kLatest;
+      break;
+    case v1::START_POSITION_EARLIEST:
+      out.start = kafka::StartPosition::kEarliest;
+      break;
+    case v1::START_POSITION_TIME:
+      if (!s.has_start_time()) {
+        return Invalid("start_time", "is required with START_POSITION_TIME");
+      }
+      out.start = kafka::StartPosition::kTime;
+      out.start_time = absl::FromUnixSeconds(s.start_time().seconds()) +
+                       absl::Nanoseconds(s.start_time().nanos());
+      break;
+    default:
+      return Invalid("start_position",
+                     absl::StrCat("unknown value ", s.start_position()));
+  }
+  auto limit = [](absl::string_view field, int64_t value, int64_t fallback,
+                  int64_t cap, absl::string_view cap_key,
+                  int64_t* dest) -> absl::Status {
+    if (value < 0) return Invalid(field, "must not be negative");
+    if (value > cap) {
+      return Invalid(field, absl::StrCat(value, " is above the server's cap of ",
+                                         cap, " (", cap_key, ")"));
+    }
+    *dest = value == 0 ? std::min(fallback, cap) : value;
+    return absl::OkStatus();
+  };
+  absl::Status status = limit(
+      "max_outstanding_messages", s.max_outstanding_messages(),
+      options.default_max_outstanding_messages,
+      options.max_outstanding_messages_cap,
+      "subscribe.max_outstanding_messages_cap", &out.max_outstanding_messages);
+  if (!status.ok()) return status;
+  status = limit("max_outstanding_bytes", s.max_outstanding_bytes(),
+                 options.default_max_outstanding_bytes,
+                 options.max_outstanding_bytes_cap,
+                 "subscribe.max_outstanding_bytes_cap",
+                 &out.max_outstanding_bytes);
+  if (!status.ok()) return status;
+  out.ack_deadline = options.default_ack_deadline;
+  if (s.has_ack_deadline()) {
+    const absl::Duration d = ToDuration(s.ack_deadline());
+    if (d != absl::ZeroDuration()) {
+      if (d < kMinAckDeadline || d > kMaxAckDeadline) {
+        return Invalid("ack_deadline",
+                       absl::StrCat(absl::FormatDuration(d),
+                                    " is outside 1s..10m"));
+      }
+      out.ack_deadline = d;
+    }
+  }
+  if (s.max_delivery_attempts() < 0 ||
+      s.max_delivery_attempts() > kMaxDeliveryAttempts) {
+    return Invalid("max_delivery_attempts",
+                   absl::StrCat(s.max_delivery_attempts(),
+                                " is outside 1..1000 (0 = the default)"));
+  }
+  out.max_delivery_attempts = s.max_delivery_attempts() == 0
+                                  ? options.default_max_delivery_attempts
+                                  : s.max_delivery_attempts();
+  if (!s.dead_letter_topic().empty()) {
+    absl::Status topic = ValidateTopicName(s.dead_letter_topic());
+    if (!topic.ok()) return Invalid("dead_letter_topic", topic.message());
+  }
+  out.dead_letter_topic = s.dead_letter_topic();
+  out.dead_letter_suffix = options.dead_letter_suffix;
+  out.retry_backoff = options.retry_backoff;
+  out.retry_backoff_max = options.retry_backoff_max;
+  out.dead_letter_timeout = options.dead_letter_timeout;
+  switch (s.ordering()) {
+    case v1::ORDERING_UNORDERED:
+      out.ordering = kafka::Ordering::kUnordered;
+      break;
+    case v1::ORDERING_PER_KEY:
+      out.ordering = kafka::Ordering::kPerKey;
+      break;
+    case v1::ORDERING_PER_PARTITION:
+      out.ordering = kafka::Ordering::kPerPartition;
+      break;
+    default:
+      return Invalid("ordering", absl::StrCat("unknown value ", s.ordering()));
+  }
+  return out;
+}
+
+v1::Delivery ToProtoDelivery(const kafka::Delivery& delivery) {
+  const kafka::InboundRecord& r = *delivery.record;
+  v1::Delivery d;
+  d.set_delivery_id(delivery.id);
+  d.set_topic(r.topic);
+  d.set_partition(r.partition);
+  d.set_offset(r.offset);
+  if (r.key) d.set_key(*r.key);
+  if (r.timestamp_ms >= 0) {
+    d.mutable_record_time()->set_seconds(r.timestamp_ms / 1000);
+    d.mutable_record_time()->set_nanos(
+        static_cast<int32_t>((r.timestamp_ms % 1000) * 1000000));
+  }
+  d.set_attempt(delivery.attempt);
+  kafka::Record record;
+  record.topic = r.topic;
+  record.key = r.key;
+  record.value = r.value.value_or("");
+  record.headers = r.headers;
+  absl::StatusOr<v1::Event> event = DecodeRecord(record);
+  if (event.ok()) {
+    *d.mutable_event() = *std::move(event);
+    return d;
+  }
+  d.set_raw(true);
+  d.mutable_event()->set_data(std::move(record.value));
+  for (const kafka::Header& h : r.headers) {
+    v1::Header* out = d.add_headers();
+    out->set_name(h.name);
+    out->set_value(h.value);
+    if (absl::EqualsIgnoreCase(h.name, "content-type")) {
+      d.mutable_event()->set_data_content_type(h.value);
+    }
+  }
+  return d;
+}
+
+// One Subscribe call: one member of the consumer group. Modeled on grpc's
+// WatchReactor: a mutex guards the state, one read and one write are in
+// flight at most, and the object lives until gRPC is done with it and its
+// consumer is closed.
+class SubscribeReactor final
+    : public grpc::ServerBidiReactor<v1::SubscribeRequest,
+                                     v1::SubscribeResponse>,
+      public kafka::DeliverySink {
+ public:
+  SubscribeReactor(Subscriptions* owner, grpc::CallbackServerContext* context)
+      : owner_(owner), context_(context) {}
+
+  void Start() {
+    StartRead(&request_);
+  }
+
+  // Ends the stream for shutdown.
+  void Drain() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        "eventbus is shutting down; unacked deliveries will be redelivered to "
+        "the group's other members, resubscribe to another instance"));
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The client closed its side: no more acks can come, so the member
+      // leaves and its unacked deliveries go to the others.
+      absl::MutexLock lock(&mu_);
+      FinishLocked(grpc::Status::OK);
+      return;
+    }
+    absl::Status status = Handle(request_);
+    absl::MutexLock lock(&mu_);
+    if (!status.ok()) {
+      FinishLocked(ToGrpcStatus(status));
+      return;
+    }
+    if (!finish_called_) StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    write_pending_ = false;
+    writing_.Clear();
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED,
+                                "the stream was cancelled"));
+      return;
+    }
+    MaybeWriteLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(
+        grpc::Status(grpc::StatusCode::CANCELLED, "the stream was cancelled"));
+  }
+
+  void OnDone() override {
+    owner_->Unregister(this);
+    std::unique_ptr<kafka::GroupConsumer> consumer;
+    {
+      absl::MutexLock lock(&mu_);
+      consumer = std::move(consumer_);
+    }
+    if (consumer == nullptr) {
+      delete this;
+      return;
+    }
+    owner_->CloseLater(std::move(consumer), [this] { delete this; });
+  }
+
+  // kafka::DeliverySink, called on the consumer's thread.
+  void Deliver(std::vector<kafka::Delivery> deliveries) override {
+    std::vector<v1::Delivery> converted;
+    converted.reserve(deliveries.size());
+    for (const kafka::Delivery& d : deliveries) {
+      converted.push_back(ToProtoDelivery(d));
+    }
+    absl::MutexLock lock(&mu_);
+    if (finish_called_) return;
+    for (v1::Delivery& d : converted) pending_.push_back(std::move(d));
+    MaybeWriteLocked();
+  }
+
+  void Revoked(const std::vector<kafka::TopicPartition>& partitions) override {
+    std::set<kafka::TopicPartition> revoked(partitions.begin(), partitions.end());
+    absl::MutexLock lock(&mu_);
+    std::erase_if(pending_, [&revoked](const v1::Delivery& d) {
+      return revoked.count({d.topic(), d.partition()}) > 0;
+    });
+  }
+
+  void Failed(absl::Status status) override {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(ToGrpcStatus(status));
+  }
+
+ private:
+  // Applies one client message. Returns a non-OK status to end the stream.
+  absl::Status Handle(const v1::SubscribeRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    kafka::GroupConsumer* consumer;
+    {
+      absl::MutexLock lock(&mu_);
+      consumer = consumer_.get();
+    }
+    if (request.request_case() == v1::SubscribeRequest::kSubscription) {
+      if (consumer != nullptr) {
+        return absl::InvalidArgumentError(
+            "a second subscription message: a stream subscribes once, with "
+            "its first message");
+      }
+      return Subscribe(request.subscription());
+    }
+    if (consumer == nullptr) {
+      return absl::InvalidArgumentError(
+          "the first message of a Subscribe stream must be a subscription");
+    }
+    std::vector<kafka::AckError> errors;
+    switch (request.request_case()) {
+      case v1::SubscribeRequest::kAck: {
+        const auto& ids = request.ack().delivery_ids();
+        errors = consumer->Ack({ids.data(), static_cast<size_t>(ids.size())});
+        break;
+      }
+      case v1::SubscribeRequest::kNack: {
+        const auto& ids = request.nack().delivery_ids();
+        std::optional<absl::Duration> delay;
+        if (request.nack().has_retry_delay()) {
+          delay = ToDuration(request.nack().retry_delay());
+          if (*delay < absl::ZeroDuration() || *delay > absl::Hours(24)) {
+            return absl::InvalidArgumentError(
+                "nack.retry_delay: must be between 0 and 24h");
+          }
+        }
+        errors = consumer->Nack({ids.data(), static_cast<size_t>(ids.size())},
+                                delay);
+        break;
+      }
+      case v1::SubscribeRequest::kDeadLetter: {
+        const auto& ids = request.dead_letter().delivery_ids();
+        errors = consumer->DeadLetter(
+            {ids.data(), static_cast<size_t>(ids.size())},
+            request.dead_letter().reason());
+        break;
+      }
+      default:
+        return absl::InvalidArgumentError(
+            "empty SubscribeRequest: set one of subscription, ack, nack or "
+            "dead_letter");
+    }
+    if (errors.empty()) return absl::OkStatus();
+    absl::MutexLock lock(&mu_);
+    if (ack_errors_.size() + errors.size() > kMaxPendingAckErrors) {
+      return absl::ResourceExhaustedError(
+          "too many ack errors are waiting to be read; read the stream");
+    }
+    for (const kafka::AckError& e : errors) {
+      v1::AckError out;
+      out.set_delivery_id(e.delivery_id);
+      ToProtoStatus(e.status, out.mutable_status());
+      ack_errors_.push_back(std::move(out));
+    }
+    MaybeWriteLocked();
+    return absl::OkStatus();
+  }
+
+  absl::Status Subscribe(const v1::Subscription& subscription) {
+    absl::StatusOr<kafka::GroupConsumerOptions> options =
+        ToGroupConsumerOptions(subscription, owner_->options_);
+    if (!options.ok()) return options.status();
+    absl::StatusOr<std::unique_ptr<kafka::GroupConsumer>> consumer =
+        kafka::GroupConsumer::Start(*std::move(options), owner_->dead_letters_,
+                                    this);
+    if (!consumer.ok()) return consumer.status();
+    absl::MutexLock lock(&mu_);
+    consumer_ = *std::move(consumer);
+    return absl::OkStatus();
+  }
+
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (write_pending_ || finish_called_) return;
+    if (pending_.empty() && ack_errors_.empty()) return;
+    size_t bytes = 0;
+    while (!pending_.empty() &&
+           writing_.deliveries_size() < kMaxDeliveriesPerWrite &&
+           (bytes < kMaxBytesPerWrite || writing_.deliveries_size() == 0)) {
+      bytes += pending_.front().ByteSizeLong();
+      *writing_.add_deliveries() = std::move(pending_.front());
+      pending_.pop_front();
+    }
+    while (!ack_errors_.empty()) {
+      *writing_.add_ack_errors() = std::move(ack_errors_.front());
+      ack_errors_.pop_front();
+    }
+    write_pending_ = true;
+    StartWrite(&writing_);
+  }
+
+  void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_called_) return;
+    finish_called_ = true;
+    pending_.clear();
+    ack_errors_.clear();
+    Finish(std::move(status));
+  }
+
+  Subscriptions* const owner_;
+  grpc::CallbackServerContext* const context_;
+  // Target of StartRead; touched only between StartRead and OnReadDone.
+  v1::SubscribeRequest request_;
+
+  absl::Mutex mu_;
+  std::unique_ptr<kafka::GroupConsumer> consumer_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::Delivery> pending_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::AckError> ack_errors_ ABSL_GUARDED_BY(mu_);
+  // Passed to StartWrite; lives until OnWriteDone.
+  v1::SubscribeResponse writing_ ABSL_GUARDED_BY(mu_);
+  bool write_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+Subscriptions::Subscriptions(kafka::Producer* dead_letters,
+                             SubscribeOptions options)
+    : dead_letters_(dead_letters), options_(std::move(options)) {
+  closer_ = std::thread([this] { CloserLoop(); });
+}
+
+Subscriptions::~Subscriptions() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  closer_.join();
+}
+
+grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
+Subscriptions::Open(grpc::CallbackServerContext* context) {
+  auto* stream = new SubscribeReactor(this, context);
+  bool draining;
+  {
+    absl::MutexLock lock(&mu_);
+    streams_.insert(stream);
+    draining = draining_;
+  }
+  if (draining) {
+    stream->Drain();
+  } else {
+    stream->Start();
+  }
+  return stream;
+}
+
+void Subscriptions::Drain() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  for (SubscribeReactor* stream : streams_) stream->Drain();
+}
+
+void Subscriptions::Unregister(SubscribeReactor* stream) {
+  absl::MutexLock lock(&mu_);
+  streams_.erase(stream);
+}
+
+void Subscriptions::CloseLater(std::unique_ptr<kafka::GroupConsumer> consumer,
+                               std::function<void()> then) {
+  absl::MutexLock lock(&mu_);
+  to_close_.emplace_back(std::move(consumer), std::move(then));
+}
+
+bool Subscriptions::WaitClosed(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return streams_.empty() && to_close_.empty() && closing_ == 0;
+  };
+  return mu_.AwaitWithDeadline(absl::Condition(&done), deadline);
+}
+
+void Subscriptions::CloserLoop() {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stop_ || !to_close_.empty();
+    };
+    mu_.Await(absl::Condition(&ready));
+    if (to_close_.empty()) return;  // stopping, nothing left
+    auto [consumer, then] = std::move(to_close_.front());
+    to_close_.pop_front();
+    ++closing_;
+    mu_.Unlock();
+    consumer->Close();
+    consumer.reset();
+    then();
+    mu_.Lock();
+    --closing_;
+  }
+}
+
+}  // namespace eventbus::server

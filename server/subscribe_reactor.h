@@ -1,0 +1,96 @@
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "eventbus/v1/eventbus.grpc.pb.h"
+#include "kafka/group_consumer.h"
+#include "kafka/producer.h"
+
+namespace eventbus::server {
+
+// Server-wide settings of Subscribe streams: librdkafka consumer properties
+// and the defaults and caps of what a Subscription may ask for.
+struct SubscribeOptions {
+  std::map<std::string, std::string> consumer_properties;
+  int64_t default_max_outstanding_messages = 1000;
+  int64_t max_outstanding_messages_cap = 100000;
+  int64_t default_max_outstanding_bytes = 16 << 20;
+  int64_t max_outstanding_bytes_cap = 256 << 20;
+  absl::Duration default_ack_deadline = absl::Seconds(30);
+  int default_max_delivery_attempts = 5;
+  absl::Duration retry_backoff = absl::Seconds(1);
+  absl::Duration retry_backoff_max = absl::Seconds(60);
+  std::string dead_letter_suffix = ".dlq";
+  // Deadline for one dead-letter write.
+  absl::Duration dead_letter_timeout = absl::Seconds(30);
+};
+
+// Checks a Subscription and turns it into GroupConsumer options. Returns
+// INVALID_ARGUMENT naming the field for a bad subscription.
+absl::StatusOr<kafka::GroupConsumerOptions> ToGroupConsumerOptions(
+    const v1::Subscription& subscription, const SubscribeOptions& options);
+
+// Converts what a GroupConsumer delivers into the API's Delivery: the
+// decoded CloudEvent, or the raw record marked `raw`.
+v1::Delivery ToProtoDelivery(const kafka::Delivery& delivery);
+
+class SubscribeReactor;
+
+// The Subscribe streams of one server: opens them, drains them at shutdown,
+// and closes their Kafka consumers on a thread of its own, so that leaving
+// the consumer group never blocks a gRPC thread.
+class Subscriptions {
+ public:
+  // `dead_letters` must outlive this object.
+  Subscriptions(kafka::Producer* dead_letters, SubscribeOptions options);
+  // Waits until every consumer is closed.
+  ~Subscriptions();
+
+  grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>* Open(
+      grpc::CallbackServerContext* context) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Ends every open stream with UNAVAILABLE (their consumers leave the
+  // group, so unacked events go to the other members); streams opened later
+  // end the same way.
+  void Drain() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Waits until every stream is done and its consumer closed, or until
+  // `deadline`. Returns true when all are.
+  bool WaitClosed(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  friend class SubscribeReactor;
+  void Unregister(SubscribeReactor* stream) ABSL_LOCKS_EXCLUDED(mu_);
+  // Closes `consumer` on the closer thread, then runs `then`.
+  void CloseLater(std::unique_ptr<kafka::GroupConsumer> consumer,
+                  std::function<void()> then) ABSL_LOCKS_EXCLUDED(mu_);
+  void CloserLoop();
+
+  kafka::Producer* const dead_letters_;
+  const SubscribeOptions options_;
+
+  absl::Mutex mu_;
+  std::set<SubscribeReactor*> streams_ ABSL_GUARDED_BY(mu_);
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<std::pair<std::unique_ptr<kafka::GroupConsumer>,
+                       std::function<void()>>>
+      to_close_ ABSL_GUARDED_BY(mu_);
+  int closing_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread closer_;
+};
+
+}  // namespace eventbus::server
