@@ -19,6 +19,9 @@ constexpr absl::Duration kDeadlineScanInterval = absl::Milliseconds(100);
 constexpr int kCommitTimeoutMs = 10000;
 // Ids of deliveries that went away, remembered to explain late acks.
 constexpr size_t kMaxGoneIds = 100000;
+// Records read past the flow-control limits that may wait before the
+// partitions are paused, at least (see UpdatePause).
+constexpr int64_t kMinWaitingMessages = 1000;
 
 std::string PartitionName(const std::string& topic, int32_t partition) {
   return absl::StrCat(topic, "[", partition, "]");
@@ -87,6 +90,7 @@ absl::Status GroupConsumer::Init() {
       {"enable.partition.eof", "false"},
       // Bounded prefetch per member; flow control does the rest.
       {"queued.max.messages.kbytes", "8192"},
+      {"fetch.max.bytes", "8388608"},
       {"auto.offset.reset",
        options_.start == StartPosition::kEarliest ? "earliest" : "latest"},
   };
@@ -205,19 +209,32 @@ void GroupConsumer::OnMessage(const rd_kafka_message_t* msg) {
     }
   }
   auto record = std::make_shared<const InboundRecord>(ToInboundRecord(msg));
-  bool over;
   {
     absl::MutexLock lock(&mu_);
     auto it = partitions_.find({record->topic, record->partition});
     if (it == partitions_.end() || !it->second.tracker.Track(record->offset)) {
       return;  // revoked meanwhile, or already seen
     }
+    if (OverLimit() || !waiting_.empty()) {
+      waiting_bytes_ += static_cast<int64_t>(record->Bytes());
+      waiting_.push_back(std::move(record));
+      return;
+    }
     ++in_progress_messages_;
     in_progress_bytes_ += static_cast<int64_t>(record->Bytes());
     Admit(std::move(record));
-    over = !paused_ && OverLimit();
   }
-  if (over) UpdatePause();
+}
+
+void GroupConsumer::AdmitWaiting() {
+  while (!waiting_.empty() && !OverLimit()) {
+    std::shared_ptr<const InboundRecord> record = std::move(waiting_.front());
+    waiting_.pop_front();
+    waiting_bytes_ -= static_cast<int64_t>(record->Bytes());
+    ++in_progress_messages_;
+    in_progress_bytes_ += static_cast<int64_t>(record->Bytes());
+    Admit(std::move(record));
+  }
 }
 
 std::string GroupConsumer::OrderKey(const InboundRecord& record) const {
@@ -408,15 +425,13 @@ std::vector<AckError> GroupConsumer::Take(absl::Span<const uint64_t> ids,
 
 std::vector<AckError> GroupConsumer::Ack(absl::Span<const uint64_t> ids) {
   std::vector<AckError> errors;
-  bool resume;
   {
     absl::MutexLock lock(&mu_);
     errors = Take(ids, [this](Outstanding o) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       Finish(*o.record);
     });
-    resume = paused_ && !OverLimit();
+    AdmitWaiting();
   }
-  if (resume) UpdatePause();
   Wake();
   return errors;
 }
@@ -488,6 +503,7 @@ void GroupConsumer::Tick(absl::Time now) {
         Send(std::move(r.record), r.attempt, now);
       }
     }
+    AdmitWaiting();
     while (gone_order_.size() > kMaxGoneIds) {
       gone_.erase(gone_order_.front());
       gone_order_.pop_front();
@@ -535,22 +551,31 @@ bool GroupConsumer::OverLimit() const {
 
 void GroupConsumer::UpdatePause() {
   absl::MutexLock lock(&mu_);
-  const bool over = OverLimit();
-  if (over == paused_) return;
+  // Records past the limits wait here, read from Kafka but not delivered,
+  // so that a client working at the limit never waits for a fetch. Once
+  // that buffer is full the partitions are paused (which also drops
+  // librdkafka's prefetch); they resume when it has drained to half.
+  const int64_t max_messages =
+      std::max<int64_t>(kMinWaitingMessages, options_.max_outstanding_messages);
+  const bool full = waiting_bytes_ >= options_.max_waiting_bytes ||
+                    static_cast<int64_t>(waiting_.size()) >= max_messages;
+  const bool drained = waiting_bytes_ <= options_.max_waiting_bytes / 2 &&
+                       static_cast<int64_t>(waiting_.size()) <= max_messages / 2;
+  if (paused_ ? !drained : !full) return;
   rd_kafka_topic_partition_list_t* assignment = nullptr;
   if (rd_kafka_assignment(rk_.get(), &assignment) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return;
   }
   RdKafkaTopicPartitionListPtr owned(assignment);
-  paused_ = over;
-  if (over) {
+  paused_ = !paused_;
+  if (paused_) {
     rd_kafka_pause_partitions(rk_.get(), assignment);
   } else {
     rd_kafka_resume_partitions(rk_.get(), assignment);
   }
-  spdlog::debug("group {}: {} ({} messages, {} bytes in progress)",
-                options_.group, over ? "paused" : "resumed",
-                in_progress_messages_, in_progress_bytes_);
+  spdlog::debug("group {}: {} ({} delivered and {} waiting messages)",
+                options_.group, paused_ ? "paused" : "resumed",
+                in_progress_messages_, waiting_.size());
 }
 
 void GroupConsumer::RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
@@ -577,7 +602,14 @@ void GroupConsumer::RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
       absl::MutexLock lock(&self->mu_);
       paused = self->paused_;
     }
-    if (paused) rd_kafka_pause_partitions(rk, partitions);
+    // librdkafka keeps a partition's pause flag across unassign and assign,
+    // so set it either way: a partition paused before it was revoked must
+    // not stay paused when it comes back.
+    if (paused) {
+      rd_kafka_pause_partitions(rk, partitions);
+    } else {
+      rd_kafka_resume_partitions(rk, partitions);
+    }
   } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
     self->OnRevoke(partitions, rd_kafka_assignment_lost(rk) != 0);
     if (cooperative) {
@@ -685,6 +717,11 @@ void GroupConsumer::OnRevoke(rd_kafka_topic_partition_list_t* partitions,
       return true;
     });
     std::erase_if(to_send_, [&](const Delivery& d) { return in_set(*d.record); });
+    std::erase_if(waiting_, [&](const std::shared_ptr<const InboundRecord>& r) {
+      if (!in_set(*r)) return false;
+      waiting_bytes_ -= static_cast<int64_t>(r->Bytes());
+      return true;
+    });
   }
   // Dead-letter writes in flight for these partitions finish on their own;
   // their completion no longer counts (the partition is not assigned).

@@ -62,6 +62,9 @@ struct GroupConsumerOptions {
   absl::Duration retry_backoff = absl::Seconds(1);
   absl::Duration retry_backoff_max = absl::Seconds(60);
   Ordering ordering = Ordering::kUnordered;
+  // Bytes of records read past the flow-control limits that may wait in the
+  // sidecar before the partitions are paused.
+  int64_t max_waiting_bytes = 8 << 20;
   // Deadline for writing one event to the dead-letter topic.
   absl::Duration dead_letter_timeout = absl::Seconds(30);
 };
@@ -140,7 +143,7 @@ class GroupConsumer {
   // idempotent.
   void Close();
 
-  // Deliveries sent and not yet acked (test and metrics view).
+  // Events delivered and not finished (test and metrics view).
   int64_t outstanding_messages() const;
   bool paused() const;
 
@@ -216,6 +219,8 @@ class GroupConsumer {
   absl::Duration Backoff(int attempt) const;
   std::string DeadLetterTopic(const std::string& topic) const;
   bool OverLimit() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Delivers waiting records while the limits allow.
+  void AdmitWaiting() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const GroupConsumerOptions options_;
   Producer* const dead_letters_;
@@ -242,6 +247,9 @@ class GroupConsumer {
   // dead-letter topic.
   int64_t in_progress_messages_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t in_progress_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Records read past the limits, in order, not yet delivered.
+  std::deque<std::shared_ptr<const InboundRecord>> waiting_ ABSL_GUARDED_BY(mu_);
+  int64_t waiting_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool paused_ ABSL_GUARDED_BY(mu_) = false;
   int dead_letters_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   bool failed_ ABSL_GUARDED_BY(mu_) = false;

@@ -177,6 +177,16 @@ constexpr KeySpec kKeys[] = {
      .integer = &Config::subscribe_max_outstanding_bytes_cap,
      .min = 1024,
      .max = int64_t{1} << 40},
+    {.key = "subscribe.read_ahead_bytes",
+     .default_text = "8388608",
+     .help = "Bytes of records a Subscribe stream may read past its "
+             "flow-control limits, so a client working at the limit never "
+             "waits for a fetch; when full, the stream's partitions are "
+             "paused.",
+     .kind = Kind::kInt,
+     .integer = &Config::subscribe_read_ahead_bytes,
+     .min = 0,
+     .max = int64_t{1} << 40},
     {.key = "subscribe.ack_deadline",
      .default_text = "30s",
      .help = "Default time a delivery may stay unacked before it is "

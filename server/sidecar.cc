@@ -71,6 +71,7 @@ SubscribeOptions SubscribeOptionsFor(const Config& config) {
       config.subscribe_max_outstanding_messages_cap;
   options.default_max_outstanding_bytes = config.subscribe_max_outstanding_bytes;
   options.max_outstanding_bytes_cap = config.subscribe_max_outstanding_bytes_cap;
+  options.read_ahead_bytes = config.subscribe_read_ahead_bytes;
   options.default_ack_deadline = config.subscribe_ack_deadline;
   options.default_max_delivery_attempts =
       static_cast<int>(config.subscribe_max_delivery_attempts);

@@ -40,7 +40,9 @@ def recipes(readme):
                 continue
         cmd.append(line)
         joined = "\n".join(cmd)
-        if joined.count("'") % 2 == 0 and not joined.endswith("\\"):
+        complete = (joined.count("'") % 2 == 0 and joined.count("(") == joined.count(")")
+                    and not joined.rstrip().endswith(("\\", "|")))
+        if complete:
             out.append((joined, expect))
             cmd, expect = [], None
     if cmd:

@@ -326,8 +326,8 @@ std::vector<kafka::DeliveryResult> ProduceRecords(
       err = rd_kafka_producev(
           rk.get(), RD_KAFKA_V_TOPIC(rec.topic.c_str()),
           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_KEY(rec.key ? rec.key->data() : nullptr,
-                         rec.key ? rec.key->size() : 0),
+          RD_KAFKA_V_KEY((rec.key ? rec.key->data() : nullptr),
+                         (rec.key ? rec.key->size() : 0)),
           RD_KAFKA_V_VALUE(const_cast<char*>(rec.value.data()), rec.value.size()),
           RD_KAFKA_V_HEADERS(hdrs),
           RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(i))),
