@@ -98,6 +98,8 @@ absl::Status GroupConsumer::Init() {
   // Not overridable: they are what at-least-once rests on.
   props["group.id"] = options_.group;
   props["enable.auto.offset.store"] = "false";
+  cooperative_ =
+      props["partition.assignment.strategy"].find("cooperative") != std::string::npos;
 
   absl::StatusOr<RdKafkaConfPtr> conf = MakeRdKafkaConf(props);
   if (!conf.ok()) return conf.status();
@@ -111,7 +113,10 @@ absl::Status GroupConsumer::Init() {
   }
   conf->release();
   rd_kafka_poll_set_consumer(rk_.get());
-  queue_.reset(rd_kafka_queue_get_consumer(rk_.get()));
+  {
+    absl::MutexLock lock(&wake_mu_);
+    queue_.reset(rd_kafka_queue_get_consumer(rk_.get()));
+  }
 
   RdKafkaTopicPartitionListPtr topics(rd_kafka_topic_partition_list_new(
       static_cast<int>(options_.topics.size())));
@@ -130,6 +135,11 @@ absl::Status GroupConsumer::Init() {
   return absl::OkStatus();
 }
 
+void GroupConsumer::Stop() {
+  stop_.store(true);
+  Wake();
+}
+
 void GroupConsumer::Close() {
   if (closed_) return;
   closed_ = true;
@@ -141,7 +151,10 @@ void GroupConsumer::Close() {
 }
 
 void GroupConsumer::Wake() {
-  if (queue_ != nullptr) rd_kafka_queue_yield(queue_.get());
+  absl::MutexLock lock(&wake_mu_);
+  // A yield would cut rd_kafka_consumer_close short (it serves this queue),
+  // and librdkafka 2.0.2 then hangs in rd_kafka_destroy.
+  if (!closing_ && queue_ != nullptr) rd_kafka_queue_yield(queue_.get());
 }
 
 void GroupConsumer::Run() {
@@ -160,7 +173,17 @@ void GroupConsumer::Run() {
   // commits it synchronously), then wait for dead-letter writes that still
   // reference this object.
   StoreOffsets();
-  rd_kafka_resp_err_t err = rd_kafka_consumer_close(rk_.get());
+  {
+    absl::MutexLock lock(&wake_mu_);
+    closing_ = true;
+  }
+  // Take a yield that arrived before closing_ was set, so it cannot end the
+  // close early.
+  RdKafkaMessagePtr discarded(rd_kafka_consumer_poll(rk_.get(), 0));
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+  for (int i = 0; i < 3 && err == RD_KAFKA_RESP_ERR__TIMED_OUT; ++i) {
+    err = rd_kafka_consumer_close(rk_.get());
+  }
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     spdlog::warn("group {}: consumer close: {}", options_.group,
                  rd_kafka_err2str(err));
@@ -172,8 +195,12 @@ void GroupConsumer::Run() {
     };
     mu_.Await(absl::Condition(&done));
   }
-  queue_.reset();
-  rk_.reset();
+  {
+    absl::MutexLock lock(&wake_mu_);
+    queue_.reset();
+  }
+  // Closed above; a second close inside destroy could wait forever.
+  rd_kafka_destroy_flags(rk_.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
   spdlog::info("group {}: member left", options_.group);
 }
 
@@ -351,8 +378,9 @@ void GroupConsumer::SendToDeadLetters(
                  "retrying",
                  options_.group, PartitionName(record->topic, record->partition),
                  record->offset, status.ToString());
-    retries_.push_back(Redelivery{
-        absl::Now() + options_.retry_backoff, std::move(record), -attempts});
+    ++dead_letter_failures_;
+    retries_.push_back(Redelivery{absl::Now() + Backoff(dead_letter_failures_),
+                                  std::move(record), -attempts});
   }
 }
 
@@ -361,6 +389,9 @@ void GroupConsumer::OnDeadLettered(std::shared_ptr<const InboundRecord> record,
                                    uint64_t generation, absl::Status status) {
   {
     absl::MutexLock lock(&mu_);
+    // Wake while the count still holds Close back: once it drops, this
+    // object may be destroyed.
+    Wake();
     --dead_letters_in_flight_;
     auto state = partitions_.find({record->topic, record->partition});
     // Revoked (and maybe assigned again) meanwhile: the new owner has the
@@ -376,10 +407,12 @@ void GroupConsumer::OnDeadLettered(std::shared_ptr<const InboundRecord> record,
                    record->offset, status.ToString());
       if (assigned) {
         // A negative attempt marks a dead-letter write to retry.
-        retries_.push_back(Redelivery{
-            absl::Now() + options_.retry_backoff, std::move(record), -attempts});
+        ++dead_letter_failures_;
+        retries_.push_back(Redelivery{absl::Now() + Backoff(dead_letter_failures_),
+                                      std::move(record), -attempts});
       }
     } else {
+      dead_letter_failures_ = 0;
       spdlog::info("group {}: {} offset {} sent to {} after {} attempts: {}",
                    options_.group,
                    PartitionName(record->topic, record->partition),
@@ -388,7 +421,6 @@ void GroupConsumer::OnDeadLettered(std::shared_ptr<const InboundRecord> record,
       if (assigned) Finish(*record);
     }
   }
-  Wake();
 }
 
 absl::Status GroupConsumer::LookUp(uint64_t id) const {
@@ -466,13 +498,22 @@ std::vector<AckError> GroupConsumer::DeadLetter(absl::Span<const uint64_t> ids,
 }
 
 void GroupConsumer::Tick(absl::Time now) {
+  if (stop_.load()) return;
+  const uint64_t first_unsent = sink_->FirstUnsentId();
   {
     absl::MutexLock lock(&mu_);
     std::vector<uint64_t> expired;
     if (now >= next_deadline_scan_) {
       next_deadline_scan_ = now + kDeadlineScanInterval;
-      for (const auto& [id, o] : outstanding_) {
-        if (o.deadline <= now) expired.push_back(id);
+      for (auto& [id, o] : outstanding_) {
+        if (o.deadline > now) continue;
+        if (id >= first_unsent) {
+          // Still queued for a slow reader: the client has not seen it, so
+          // its deadline has not really started.
+          o.deadline = now + options_.ack_deadline;
+          continue;
+        }
+        expired.push_back(id);
       }
     }
     std::sort(expired.begin(), expired.end());
@@ -537,10 +578,14 @@ void GroupConsumer::StoreOffsets() {
     }
   }
   if (list->cnt == 0) return;
-  rd_kafka_resp_err_t err = rd_kafka_offsets_store(rk_.get(), list.get());
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    spdlog::debug("group {}: offsets_store: {}", options_.group,
-                  rd_kafka_err2str(err));
+  rd_kafka_offsets_store(rk_.get(), list.get());
+  absl::MutexLock lock(&mu_);
+  for (int i = 0; i < list->cnt; ++i) {
+    const rd_kafka_topic_partition_t& p = list->elems[i];
+    auto it = partitions_.find({p.topic, p.partition});
+    if (p.err != RD_KAFKA_RESP_ERR_NO_ERROR && it != partitions_.end()) {
+      it->second.stored.reset();  // try again on the next tick
+    }
   }
 }
 
@@ -557,8 +602,9 @@ void GroupConsumer::UpdatePause() {
   // librdkafka's prefetch); they resume when it has drained to half.
   const int64_t max_messages =
       std::max<int64_t>(kMinWaitingMessages, options_.max_outstanding_messages);
-  const bool full = waiting_bytes_ >= options_.max_waiting_bytes ||
-                    static_cast<int64_t>(waiting_.size()) >= max_messages;
+  const bool full = !waiting_.empty() &&
+                    (waiting_bytes_ >= options_.max_waiting_bytes ||
+                     static_cast<int64_t>(waiting_.size()) >= max_messages);
   const bool drained = waiting_bytes_ <= options_.max_waiting_bytes / 2 &&
                        static_cast<int64_t>(waiting_.size()) <= max_messages / 2;
   if (paused_ ? !drained : !full) return;
@@ -582,20 +628,24 @@ void GroupConsumer::RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                                       rd_kafka_topic_partition_list_t* partitions,
                                       void* opaque) noexcept {
   auto* self = static_cast<GroupConsumer*>(opaque);
-  const bool cooperative =
-      std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  // Decided once from the configured assignor: rd_kafka_rebalance_protocol()
+  // is known to hang when called from the callback consumer_close triggers.
+  const bool cooperative = self->cooperative_;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     self->OnAssign(partitions);
-    rd_kafka_error_t* error = nullptr;
+    std::string error;
     if (cooperative) {
-      error = rd_kafka_incremental_assign(rk, partitions);
-    } else {
-      rd_kafka_assign(rk, partitions);
+      if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk, partitions)) {
+        error = rd_kafka_error_string(e);
+        rd_kafka_error_destroy(e);
+      }
+    } else if (rd_kafka_resp_err_t e = rd_kafka_assign(rk, partitions)) {
+      error = rd_kafka_err2str(e);
     }
-    if (error != nullptr) {
-      spdlog::error("group {}: assign: {}", self->options_.group,
-                    rd_kafka_error_string(error));
-      rd_kafka_error_destroy(error);
+    if (!error.empty()) {
+      spdlog::error("group {}: assign: {}", self->options_.group, error);
+      self->OnRevoke(partitions, /*lost=*/true);
+      return;
     }
     bool paused;
     {
@@ -621,7 +671,17 @@ void GroupConsumer::RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
   } else {
     spdlog::error("group {}: rebalance error: {}", self->options_.group,
                   rd_kafka_err2str(err));
-    rd_kafka_assign(rk, nullptr);
+    rd_kafka_topic_partition_list_t* assignment = nullptr;
+    if (rd_kafka_assignment(rk, &assignment) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      RdKafkaTopicPartitionListPtr owned(assignment);
+      self->OnRevoke(assignment, /*lost=*/true);
+      if (cooperative) {
+        if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk, assignment)) {
+          rd_kafka_error_destroy(e);
+        }
+      }
+    }
+    if (!cooperative) rd_kafka_assign(rk, nullptr);
   }
 }
 
@@ -630,10 +690,14 @@ void GroupConsumer::OnAssign(rd_kafka_topic_partition_list_t* partitions) {
     // Partitions without a committed offset start at start_time.
     RdKafkaTopicPartitionListPtr committed(
         rd_kafka_topic_partition_list_copy(partitions));
-    rd_kafka_committed(rk_.get(), committed.get(), kCommitTimeoutMs);
+    const rd_kafka_resp_err_t err =
+        rd_kafka_committed(rk_.get(), committed.get(), kCommitTimeoutMs);
     RdKafkaTopicPartitionListPtr by_time(rd_kafka_topic_partition_list_new(0));
-    for (int i = 0; i < committed->cnt; ++i) {
-      if (committed->elems[i].offset < 0) {
+    for (int i = 0; i < committed->cnt && err == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
+      // Only partitions known to have no committed offset start by time;
+      // on any doubt the committed offset wins, so nothing is skipped.
+      if (committed->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+          committed->elems[i].offset == RD_KAFKA_OFFSET_INVALID) {
         rd_kafka_topic_partition_list_add(by_time.get(), committed->elems[i].topic,
                                           committed->elems[i].partition)
             ->offset = absl::ToUnixMillis(options_.start_time);

@@ -93,6 +93,10 @@ class DeliverySink {
   // These partitions were taken away in a rebalance: deliveries of them not
   // yet sent to the client should be dropped.
   virtual void Revoked(const std::vector<TopicPartition>& partitions) = 0;
+  // The smallest delivery id the client has not been sent yet (queued behind
+  // a slow reader), or UINT64_MAX when everything was sent. Their ack
+  // deadlines do not run out while they wait.
+  virtual uint64_t FirstUnsentId() = 0;
   // The subscription failed for good (for example an authorization error);
   // nothing more will be delivered. Called at most once.
   virtual void Failed(absl::Status status) = 0;
@@ -136,6 +140,11 @@ class GroupConsumer {
   // Writes the events to the dead-letter topic now, with `reason`.
   std::vector<AckError> DeadLetter(absl::Span<const uint64_t> ids,
                                    const std::string& reason);
+
+  // Starts leaving the group without waiting: stops delivering at once; the
+  // consumer's thread commits what was acked and closes. Close() then only
+  // waits. Safe from any thread; never blocks.
+  void Stop();
 
   // Leaves the group: stops delivering, commits what was acked, closes the
   // consumer (so the group rebalances at once) and waits for dead-letter
@@ -226,10 +235,14 @@ class GroupConsumer {
   Producer* const dead_letters_;
   DeliverySink* const sink_;
   RdKafkaPtr rk_;
-  RdKafkaQueuePtr queue_;  // the consumer queue, to wake a blocking poll
+  // Guards queue_ and closing_ against Wake() from other threads.
+  absl::Mutex wake_mu_;
+  RdKafkaQueuePtr queue_ ABSL_GUARDED_BY(wake_mu_);  // the consumer queue
+  bool closing_ ABSL_GUARDED_BY(wake_mu_) = false;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   bool closed_ = false;  // touched by Close only
+  bool cooperative_ = true;  // the assignor's protocol, set by Init
 
   mutable absl::Mutex mu_;
   std::map<TopicPartition, PartitionState> partitions_ ABSL_GUARDED_BY(mu_);
@@ -252,6 +265,8 @@ class GroupConsumer {
   int64_t waiting_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool paused_ ABSL_GUARDED_BY(mu_) = false;
   int dead_letters_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // Dead-letter writes failed in a row; sets their retry backoff.
+  int dead_letter_failures_ ABSL_GUARDED_BY(mu_) = 0;
   bool failed_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -226,13 +226,19 @@ class SubscribeReactor final
       FinishLocked(ToGrpcStatus(status));
       return;
     }
-    if (!finish_called_) StartRead(&request_);
+    if (!finish_called_ && !finishing_) StartRead(&request_);
   }
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
     write_pending_ = false;
     writing_.Clear();
+    if (finishing_) {
+      // Finish waited for this write: a Finish is a last write.
+      finish_called_ = true;
+      Finish(std::move(final_status_));
+      return;
+    }
     if (!ok) {
       FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED,
                                 "the stream was cancelled"));
@@ -243,22 +249,25 @@ class SubscribeReactor final
 
   void OnCancel() override {
     absl::MutexLock lock(&mu_);
-    FinishLocked(
-        grpc::Status(grpc::StatusCode::CANCELLED, "the stream was cancelled"));
+    if (finish_called_) return;
+    StopConsumerLocked();
+    finish_called_ = true;
+    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the stream was cancelled"));
   }
 
   void OnDone() override {
-    owner_->Unregister(this);
     std::unique_ptr<kafka::GroupConsumer> consumer;
     {
       absl::MutexLock lock(&mu_);
       consumer = std::move(consumer_);
     }
-    if (consumer == nullptr) {
-      delete this;
-      return;
-    }
-    owner_->CloseLater(std::move(consumer), [this] { delete this; });
+    if (consumer != nullptr) consumer->Stop();
+    owner_->Done(this, std::move(consumer));
+  }
+
+  uint64_t FirstUnsentId() override {
+    absl::MutexLock lock(&mu_);
+    return pending_.empty() ? UINT64_MAX : pending_.front().delivery_id();
   }
 
   // kafka::DeliverySink, called on the consumer's thread.
@@ -269,7 +278,7 @@ class SubscribeReactor final
       converted.push_back(ToProtoDelivery(d));
     }
     absl::MutexLock lock(&mu_);
-    if (finish_called_) return;
+    if (finish_called_ || finishing_) return;
     for (v1::Delivery& d : converted) pending_.push_back(std::move(d));
     MaybeWriteLocked();
   }
@@ -361,17 +370,26 @@ class SubscribeReactor final
     absl::StatusOr<kafka::GroupConsumerOptions> options =
         ToGroupConsumerOptions(subscription, owner_->options_);
     if (!options.ok()) return options.status();
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_ || finish_called_) return absl::OkStatus();
+    }
     absl::StatusOr<std::unique_ptr<kafka::GroupConsumer>> consumer =
         kafka::GroupConsumer::Start(*std::move(options), owner_->dead_letters_,
                                     this);
     if (!consumer.ok()) return consumer.status();
     absl::MutexLock lock(&mu_);
     consumer_ = *std::move(consumer);
+    if (finishing_ || finish_called_) consumer_->Stop();
     return absl::OkStatus();
   }
 
+  void StopConsumerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (consumer_ != nullptr) consumer_->Stop();
+  }
+
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (write_pending_ || finish_called_) return;
+    if (write_pending_ || finish_called_ || finishing_) return;
     if (pending_.empty() && ack_errors_.empty()) return;
     size_t bytes = 0;
     while (!pending_.empty() &&
@@ -389,11 +407,19 @@ class SubscribeReactor final
     StartWrite(&writing_);
   }
 
+  // Ends the stream: the member leaves the group at once; the status goes
+  // out after the write in flight, if any.
   void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finish_called_) return;
-    finish_called_ = true;
+    if (finish_called_ || finishing_) return;
+    StopConsumerLocked();
     pending_.clear();
     ack_errors_.clear();
+    if (write_pending_) {
+      finishing_ = true;
+      final_status_ = std::move(status);
+      return;
+    }
+    finish_called_ = true;
     Finish(std::move(status));
   }
 
@@ -410,6 +436,9 @@ class SubscribeReactor final
   v1::SubscribeResponse writing_ ABSL_GUARDED_BY(mu_);
   bool write_pending_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  // Finish waits for the write in flight; then final_status_ goes out.
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
 };
 
 Subscriptions::Subscriptions(kafka::Producer* dead_letters,
@@ -449,15 +478,13 @@ void Subscriptions::Drain() {
   for (SubscribeReactor* stream : streams_) stream->Drain();
 }
 
-void Subscriptions::Unregister(SubscribeReactor* stream) {
+void Subscriptions::Done(SubscribeReactor* stream,
+                         std::unique_ptr<kafka::GroupConsumer> consumer) {
   absl::MutexLock lock(&mu_);
   streams_.erase(stream);
-}
-
-void Subscriptions::CloseLater(std::unique_ptr<kafka::GroupConsumer> consumer,
-                               std::function<void()> then) {
-  absl::MutexLock lock(&mu_);
-  to_close_.emplace_back(std::move(consumer), std::move(then));
+  // One step, so WaitClosed never sees the stream gone and its consumer
+  // not yet queued.
+  to_close_.emplace_back(std::move(consumer), [stream] { delete stream; });
 }
 
 bool Subscriptions::WaitClosed(absl::Time deadline) {
@@ -480,7 +507,7 @@ void Subscriptions::CloserLoop() {
     to_close_.pop_front();
     ++closing_;
     mu_.Unlock();
-    consumer->Close();
+    if (consumer != nullptr) consumer->Close();
     consumer.reset();
     then();
     mu_.Lock();

@@ -74,10 +74,12 @@ class Subscriptions {
 
  private:
   friend class SubscribeReactor;
-  void Unregister(SubscribeReactor* stream) ABSL_LOCKS_EXCLUDED(mu_);
-  // Closes `consumer` on the closer thread, then runs `then`.
-  void CloseLater(std::unique_ptr<kafka::GroupConsumer> consumer,
-                  std::function<void()> then) ABSL_LOCKS_EXCLUDED(mu_);
+  // Called from the stream's OnDone: forgets the stream, and on the closer
+  // thread waits for its consumer (already stopping) to close, then deletes
+  // the stream. `consumer` may be null.
+  void Done(SubscribeReactor* stream,
+            std::unique_ptr<kafka::GroupConsumer> consumer)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void CloserLoop();
 
   kafka::Producer* const dead_letters_;
