@@ -3,111 +3,27 @@
 // PublishStream loses no acknowledged event.
 
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <atomic>
-#include <cstdlib>
-#include <fstream>
-#include <iostream>
 #include <map>
-#include <sstream>
+#include <set>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "eventbus/v1/eventbus.grpc.pb.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "tests/integration/kafka_test_env.h"
-
-extern char** environ;
+#include "tests/integration/sidecar_process.h"
 
 namespace eventbus::testing {
 namespace {
 
-// A child process running eventbus-sidecar with its output in a file.
-class SidecarProcess {
- public:
-  explicit SidecarProcess(std::vector<std::string> args) {
-    log_path_ = absl::StrCat(::testing::TempDir(), "sidecar-", getpid(), "-",
-                             counter_++, ".log");
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    std::vector<char*> argv;
-    std::string binary = EVENTBUS_SIDECAR_BINARY;
-    argv.push_back(binary.data());
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const int err = posix_spawn(&pid_, binary.c_str(), &actions, nullptr,
-                                argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    EXPECT_EQ(err, 0) << "cannot start " << binary;
-  }
-  ~SidecarProcess() {
-    if (pid_ > 0 && !exited_) {
-      kill(pid_, SIGKILL);
-      Wait();
-    }
-    if (::testing::Test::HasFailure()) {
-      std::cerr << "sidecar log:\n" << Log();
-    }
-    unlink(log_path_.c_str());
-  }
-
-  void Signal(int sig) { kill(pid_, sig); }
-
-  // Waits for the process to exit; returns its exit code (or 128+signal).
-  int Wait() {
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    exited_ = true;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
-  std::string Log() const {
-    std::ifstream in(log_path_);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-
- private:
-  static inline int counter_ = 0;
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  std::string log_path_;
-};
-
-std::string SocketAddress() {
-  static int n = 0;
-  const std::string path =
-      absl::StrCat(::testing::TempDir(), "eventbus-", getpid(), "-", n++, ".sock");
-  unlink(path.c_str());
-  return absl::StrCat("unix:", path);
-}
+std::string SocketAddress() { return SidecarSocketAddress(); }
 
 bool WaitServing(const std::shared_ptr<grpc::Channel>& channel,
                  absl::Duration timeout) {
-  auto health = grpc::health::v1::Health::NewStub(channel);
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    grpc::health::v1::HealthCheckResponse resp;
-    if (health->Check(&ctx, {}, &resp).ok() &&
-        resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
-      return true;
-    }
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  return false;
+  return WaitSidecarServing(channel, timeout);
 }
 
 TEST(SidecarProcessTest, UnknownConfigKeyStopsTheStartNamingIt) {
@@ -201,6 +117,55 @@ TEST(SidecarProcessTest, SigtermDuringPublishStreamLosesNoAckedEvent) {
   std::cerr << "sigterm test: sent " << sent << ", results " << results.size()
             << ", acked " << acked.size() << ", records " << records.size()
             << "\n";
+}
+
+TEST(SidecarProcessTest, SigtermEndsSubscribeStreamsAndCommitsWhatWasAcked) {
+  const std::string topic = UniqueTopic("sigterm-sub");
+  CreateTopic(topic, 1);
+  std::vector<kafka::Record> records;
+  for (int i = 0; i < 100; ++i) {
+    kafka::Record r;
+    r.topic = topic;
+    r.value = absl::StrCat(i);
+    records.push_back(std::move(r));
+  }
+  ProduceRecords(records);
+  const std::string address = SocketAddress();
+  SidecarProcess p({absl::StrCat("--kafka.brokers=", KafkaBrokers()),
+                    absl::StrCat("--server.listen=", address)});
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  ASSERT_TRUE(WaitServing(channel, absl::Seconds(30))) << p.Log();
+  auto stub = v1::EventBus::NewStub(channel);
+  grpc::ClientContext ctx;
+  auto stream = stub->Subscribe(&ctx);
+  v1::SubscribeRequest req;
+  req.mutable_subscription()->add_topics(topic);
+  req.mutable_subscription()->set_group(UniqueTopic("group"));
+  const std::string group = req.subscription().group();
+  req.mutable_subscription()->set_start_position(v1::START_POSITION_EARLIEST);
+  req.mutable_subscription()->set_max_outstanding_messages(100);
+  ASSERT_TRUE(stream->Write(req));
+  std::vector<v1::Delivery> got;
+  v1::SubscribeResponse resp;
+  while (got.size() < 100 && stream->Read(&resp)) {
+    for (const auto& d : resp.deliveries()) got.push_back(d);
+  }
+  ASSERT_EQ(got.size(), 100u);
+  // Ack the first 40; the rest stay unacked.
+  v1::SubscribeRequest ack;
+  for (int i = 0; i < 40; ++i) ack.mutable_ack()->add_delivery_ids(got[i].delivery_id());
+  ASSERT_TRUE(stream->Write(ack));
+  absl::SleepFor(absl::Milliseconds(500));
+  p.Signal(SIGTERM);
+  while (stream->Read(&resp)) {
+  }
+  grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "shutting down"))
+      << status.error_message();
+  EXPECT_EQ(p.Wait(), 0) << p.Log();
+  // What was acked is committed, and nothing more.
+  EXPECT_EQ(CommittedOffsets(group, topic), (std::map<int32_t, int64_t>{{0, 40}}));
 }
 
 }  // namespace
