@@ -266,6 +266,11 @@ absl::StatusOr<kafka::Record> EventBusService::Encode(
 
 absl::Status EventBusService::Produce(kafka::Record record, absl::Time deadline,
                                      DoneFn done) {
+  if (deadline <= absl::Now()) {
+    return absl::DeadlineExceededError(
+        "the call's deadline passed before the event could be handed to "
+        "Kafka; it was not written");
+  }
   return producer_->Produce(
       std::move(record), deadline,
       [done = std::move(done)](kafka::DeliveryResult result) mutable {

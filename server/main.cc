@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "kafka/mock_cluster.h"
 #include "server/config.h"
 #include "server/logging.h"
 #include "server/sidecar.h"
@@ -31,11 +32,24 @@ sigset_t BlockStopSignals() {
 
 int main(int argc, char** argv) {
   const sigset_t stop_signals = BlockStopSignals();
-  std::vector<std::string> args(argv + 1, argv + argc);
-  for (const std::string& arg : args) {
+  std::vector<std::string> args;
+  bool dev = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       std::fputs(eventbus::server::ConfigHelp().c_str(), stdout);
+      std::fputs(
+          "\n--dev\n      Dev mode: use librdkafka's in-process mock cluster as "
+          "Kafka (no Java,\n      no broker). Events live in memory only; for "
+          "trying things, not for\n      production. kafka.brokers is "
+          "ignored.\n",
+          stdout);
       return 0;
+    }
+    if (arg == "--dev") {
+      dev = true;
+    } else {
+      args.push_back(arg);
     }
   }
   absl::StatusOr<eventbus::server::Config> config = eventbus::server::LoadConfig(
@@ -52,6 +66,25 @@ int main(int argc, char** argv) {
                  std::string(s.message()).c_str());
     return 2;
   }
+  std::unique_ptr<eventbus::kafka::MockCluster> mock;
+  if (dev) {
+    absl::StatusOr<std::unique_ptr<eventbus::kafka::MockCluster>> started =
+        eventbus::kafka::MockCluster::Start();
+    if (!started.ok()) {
+      spdlog::critical("cannot start dev mode: {}",
+                       std::string(started.status().message()));
+      return 1;
+    }
+    mock = *std::move(started);
+    config->brokers = mock->bootstrap_servers();
+    for (int i = 0; i < 3; ++i) {
+      spdlog::warn(
+          "DEV MODE: Kafka is librdkafka's in-process mock cluster ({}). Events "
+          "live in this process's memory only and are gone when it stops. For "
+          "trying eventbus, not for production.",
+          config->brokers);
+    }
+  }
   absl::StatusOr<std::unique_ptr<eventbus::server::Sidecar>> sidecar =
       eventbus::server::Sidecar::Start(*config);
   if (!sidecar.ok()) {
@@ -63,5 +96,6 @@ int main(int argc, char** argv) {
   spdlog::info("received {}, shutting down", strsignal(sig));
   (*sidecar)->Shutdown().IgnoreError();
   sidecar->reset();
+  mock.reset();
   return 0;
 }

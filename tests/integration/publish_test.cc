@@ -331,6 +331,7 @@ TEST_F(PublishTest, BadInputGetsAClearStatusAndTheSidecarStaysUp) {
   const std::string topic = UniqueTopic("publish-bad");
   CreateTopic(topic, 1);
   StartSidecar([](server::Config& c) { c.max_event_bytes = 100000; });
+  WaitServing();
   const std::vector<BadInput> cases = {
       {"missing type", [](auto& r) { r.mutable_event()->clear_type(); },
        grpc::StatusCode::INVALID_ARGUMENT, "event.type"},

@@ -168,5 +168,47 @@ TEST(SidecarProcessTest, SigtermEndsSubscribeStreamsAndCommitsWhatWasAcked) {
   EXPECT_EQ(CommittedOffsets(group, topic), (std::map<int32_t, int64_t>{{0, 40}}));
 }
 
+TEST(SidecarProcessTest, DevModePublishesAndSubscribesWithoutKafka) {
+  const std::string address = SocketAddress();
+  SidecarProcess p({"--dev", absl::StrCat("--server.listen=", address)});
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  ASSERT_TRUE(WaitServing(channel, absl::Seconds(30))) << p.Log();
+  EXPECT_TRUE(absl::StrContains(p.Log(), "DEV MODE")) << p.Log();
+  EXPECT_TRUE(absl::StrContains(p.Log(), "memory only")) << p.Log();
+  auto stub = v1::EventBus::NewStub(channel);
+  grpc::ClientContext pctx;
+  v1::PublishRequest pub;
+  pub.set_topic("dev-demo");
+  pub.set_key("k");
+  pub.mutable_event()->set_type("com.example.dev");
+  pub.mutable_event()->set_data("hello");
+  v1::PublishResponse presp;
+  grpc::Status s = stub->Publish(&pctx, pub, &presp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto stream = stub->Subscribe(&ctx);
+  v1::SubscribeRequest req;
+  req.mutable_subscription()->add_topics("dev-demo");
+  req.mutable_subscription()->set_group("dev");
+  req.mutable_subscription()->set_start_position(v1::START_POSITION_EARLIEST);
+  ASSERT_TRUE(stream->Write(req));
+  v1::SubscribeResponse resp;
+  ASSERT_TRUE(stream->Read(&resp)) << p.Log();
+  ASSERT_EQ(resp.deliveries_size(), 1);
+  EXPECT_EQ(resp.deliveries(0).event().id(), presp.event_id());
+  EXPECT_EQ(resp.deliveries(0).event().data(), "hello");
+  v1::SubscribeRequest ack;
+  ack.mutable_ack()->add_delivery_ids(resp.deliveries(0).delivery_id());
+  ASSERT_TRUE(stream->Write(ack));
+  stream->WritesDone();
+  while (stream->Read(&resp)) {
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  p.Signal(SIGTERM);
+  EXPECT_EQ(p.Wait(), 0) << p.Log();
+}
+
 }  // namespace
 }  // namespace eventbus::testing
