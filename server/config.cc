@@ -187,6 +187,14 @@ constexpr KeySpec kKeys[] = {
      .integer = &Config::subscribe_read_ahead_bytes,
      .min = 0,
      .max = int64_t{1} << 40},
+    {.key = "subscribe.max_streams",
+     .default_text = "1000",
+     .help = "Subscribe streams this sidecar serves at once (each is a Kafka "
+             "consumer); more get RESOURCE_EXHAUSTED.",
+     .kind = Kind::kInt,
+     .integer = &Config::subscribe_max_streams,
+     .min = 1,
+     .max = 1000000},
     {.key = "subscribe.ack_deadline",
      .default_text = "30s",
      .help = "Default time a delivery may stay unacked before it is "

@@ -50,6 +50,7 @@ struct Config {
   int64_t subscribe_max_outstanding_bytes = 16 << 20;
   int64_t subscribe_max_outstanding_bytes_cap = 256 << 20;
   int64_t subscribe_read_ahead_bytes = 8 << 20;
+  int64_t subscribe_max_streams = 1000;
   absl::Duration subscribe_ack_deadline = absl::Seconds(30);
   int64_t subscribe_max_delivery_attempts = 5;
   absl::Duration subscribe_retry_backoff = absl::Seconds(1);

@@ -72,6 +72,7 @@ SubscribeOptions SubscribeOptionsFor(const Config& config) {
   options.default_max_outstanding_bytes = config.subscribe_max_outstanding_bytes;
   options.max_outstanding_bytes_cap = config.subscribe_max_outstanding_bytes_cap;
   options.read_ahead_bytes = config.subscribe_read_ahead_bytes;
+  options.max_streams = config.subscribe_max_streams;
   options.default_ack_deadline = config.subscribe_ack_deadline;
   options.default_max_delivery_attempts =
       static_cast<int>(config.subscribe_max_delivery_attempts);

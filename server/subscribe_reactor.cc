@@ -203,6 +203,12 @@ class SubscribeReactor final
     StartRead(&request_);
   }
 
+  // Ends the stream before it starts.
+  void Refuse(grpc::Status status) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(std::move(status));
+  }
+
   // Ends the stream for shutdown.
   void Drain() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
@@ -458,14 +464,20 @@ Subscriptions::~Subscriptions() {
 grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
 Subscriptions::Open(grpc::CallbackServerContext* context) {
   auto* stream = new SubscribeReactor(this, context);
-  bool draining;
+  bool draining, full;
   {
     absl::MutexLock lock(&mu_);
+    full = static_cast<int64_t>(streams_.size()) >= options_.max_streams;
     streams_.insert(stream);
     draining = draining_;
   }
   if (draining) {
     stream->Drain();
+  } else if (full) {
+    stream->Refuse(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("this sidecar already serves ", options_.max_streams,
+                     " Subscribe streams (subscribe.max_streams)")));
   } else {
     stream->Start();
   }

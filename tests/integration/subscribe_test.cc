@@ -1332,3 +1332,24 @@ TEST_F(SubscribeTest, StartPositionsLatestAndTime) {
 
 }  // namespace
 }  // namespace eventbus::testing
+
+namespace eventbus::testing {
+namespace {
+
+TEST_F(SubscribeTest, StreamsBeyondMaxStreamsAreRefused) {
+  const std::string topic = UniqueTopic("sub-max-streams");
+  CreateTopic(topic, 1);
+  StartSidecar([](server::Config& c) { c.subscribe_max_streams = 1; });
+  SubscribeClient first(stub_.get(), MakeSubscription(topic, group_));
+  SubscribeClient second(stub_.get(), MakeSubscription(topic, group_));
+  std::optional<grpc::Status> ended = second.WaitEnded(absl::Seconds(10));
+  ASSERT_TRUE(ended.has_value());
+  EXPECT_EQ(ended->error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(absl::StrContains(ended->error_message(), "subscribe.max_streams"))
+      << ended->error_message();
+  EXPECT_FALSE(first.WaitEnded(absl::Milliseconds(200)).has_value());
+  EXPECT_TRUE(first.Close().ok());
+}
+
+}  // namespace
+}  // namespace eventbus::testing
