@@ -11,6 +11,11 @@ cd "$REPO"
 
 deploy/install-deps.sh
 deploy/build.sh
+# The client examples of every language (their pinned packages and stubs).
+for setup in client/*/setup.sh; do
+  echo "test: $setup" >&2
+  "$setup"
+done
 
 KAFKA_DIR="$REPO/build/kafka-test"
 stop_kafka() { deploy/kafka/kafka.sh stop "$KAFKA_DIR" >/dev/null 2>&1 || true; }
