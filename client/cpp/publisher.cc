@@ -1,0 +1,304 @@
+#include "client/cpp/publisher.h"
+
+#include <grpcpp/client_context.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <deque>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/cpp/channel.h"
+#include "client/cpp/status.h"
+
+namespace eventbus::client {
+namespace {
+
+absl::StatusOr<PublishResult> ToResult(const v1::PublishResponse& response) {
+  if (response.status().code() != 0) return FromProtoStatus(response.status());
+  PublishResult result;
+  result.partition = response.partition();
+  result.offset = response.offset();
+  result.event_id = response.event_id();
+  result.topic = response.topic();
+  return result;
+}
+
+absl::Status Closed() {
+  return absl::FailedPreconditionError("the publisher is closed");
+}
+
+}  // namespace
+
+// One PublishStream call, in the style of grpc's callback examples: the
+// Publisher's mutex guards the state, one read and one write are in flight
+// at most, and a hold keeps the call open while writes may still start from
+// outside a reaction (PublishAsync, Close). The stream deletes itself in
+// OnDone, after completing every event still waiting for a result.
+class Publisher::Stream final
+    : public grpc::ClientBidiReactor<v1::PublishBatchRequest,
+                                     v1::PublishBatchResponse> {
+ public:
+  explicit Stream(Publisher* publisher) : p_(publisher) {}
+
+  void StartLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(p_->mu_) {
+    p_->stub_->async()->PublishStream(&context_, this);
+    AddHold();
+    StartRead(&response_);
+    StartCall();
+  }
+
+  void EnqueueLocked(v1::PublishRequest request, DoneFn done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(p_->mu_) {
+    waiting_.emplace(request.correlation_id(), std::move(done));
+    queue_.push_back(std::move(request));
+    MaybeWriteLocked();
+  }
+
+  // Half-closes once every queued request is written; the server then
+  // sends the remaining results and ends the stream with OK.
+  void HalfCloseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(p_->mu_) {
+    closing_ = true;
+    if (p_->stream_ == this) p_->stream_ = nullptr;
+    MaybeWriteLocked();
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&p_->mu_);
+    write_pending_ = false;
+    writing_.Clear();
+    if (!ok) MarkBrokenLocked();
+    MaybeWriteLocked();
+    MaybeReleaseHoldLocked();
+  }
+
+  void OnReadDone(bool ok) override {
+    std::vector<std::pair<DoneFn, absl::StatusOr<PublishResult>>> completions;
+    {
+      absl::MutexLock lock(&p_->mu_);
+      if (!ok) {
+        MarkBrokenLocked();
+        MaybeReleaseHoldLocked();
+        return;
+      }
+      for (const v1::PublishResponse& r : response_.responses()) {
+        auto it = waiting_.find(r.correlation_id());
+        if (it == waiting_.end()) {
+          spdlog::warn("eventbus publisher: a result for unknown correlation id "
+                       "'{}' was ignored",
+                       r.correlation_id());
+          continue;
+        }
+        completions.emplace_back(std::move(it->second), ToResult(r));
+        waiting_.erase(it);
+      }
+      response_.Clear();
+      StartRead(&response_);
+    }
+    for (auto& [done, result] : completions) done(std::move(result));
+    absl::MutexLock lock(&p_->mu_);
+    p_->outstanding_ -= static_cast<int64_t>(completions.size());
+  }
+
+  void OnDone(const grpc::Status& grpc_status) override {
+    const absl::Status status = FromGrpcStatus(grpc_status);
+    std::vector<DoneFn> rest;
+    {
+      absl::MutexLock lock(&p_->mu_);
+      rest.reserve(waiting_.size());
+      for (auto& [id, done] : waiting_) rest.push_back(std::move(done));
+      waiting_.clear();
+      queue_.clear();
+    }
+    const absl::Status each =
+        status.ok() ? absl::InternalError(
+                          "the PublishStream ended without a result for this "
+                          "event; it may or may not have been published")
+                    : status;
+    for (DoneFn& done : rest) done(each);
+    Publisher* const p = p_;
+    {
+      absl::MutexLock lock(&p->mu_);
+      p->outstanding_ -= static_cast<int64_t>(rest.size());
+      p->streams_.erase(this);
+      if (p->stream_ == this) p->stream_ = nullptr;
+      if (closing_) p->close_status_ = status;
+    }
+    delete this;
+    absl::MutexLock lock(&p->mu_);
+    --p->open_streams_;
+  }
+
+ private:
+  void MarkBrokenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(p_->mu_) {
+    broken_ = true;
+    if (p_->stream_ == this) p_->stream_ = nullptr;
+  }
+
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(p_->mu_) {
+    if (write_pending_ || broken_ || hold_released_) return;
+    if (!queue_.empty()) {
+      const size_t n = std::min<size_t>(
+          std::max(1, p_->options_.batch_size), queue_.size());
+      writing_.mutable_requests()->Reserve(static_cast<int>(n));
+      for (size_t i = 0; i < n; ++i) {
+        *writing_.add_requests() = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      write_pending_ = true;
+      StartWrite(&writing_);
+      return;
+    }
+    if (closing_ && !writes_done_) {
+      writes_done_ = true;
+      StartWritesDone();
+      MaybeReleaseHoldLocked();
+    }
+  }
+
+  // RemoveHold from outside a reaction schedules OnDone on another thread,
+  // and inside one it cannot be the last reference: never re-entrant.
+  void MaybeReleaseHoldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(p_->mu_) {
+    if (hold_released_ || !(writes_done_ || broken_)) return;
+    hold_released_ = true;
+    RemoveHold();
+  }
+
+  Publisher* const p_;
+  grpc::ClientContext context_;
+  // Target of StartRead; touched only between StartRead and OnReadDone.
+  v1::PublishBatchResponse response_;
+  // Passed to StartWrite; lives until OnWriteDone.
+  v1::PublishBatchRequest writing_ ABSL_GUARDED_BY(p_->mu_);
+  std::deque<v1::PublishRequest> queue_ ABSL_GUARDED_BY(p_->mu_);
+  // Every event of this stream without a result, by correlation id.
+  std::unordered_map<std::string, DoneFn> waiting_ ABSL_GUARDED_BY(p_->mu_);
+  bool write_pending_ ABSL_GUARDED_BY(p_->mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(p_->mu_) = false;
+  bool writes_done_ ABSL_GUARDED_BY(p_->mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(p_->mu_) = false;
+  bool hold_released_ ABSL_GUARDED_BY(p_->mu_) = false;
+};
+
+Publisher::Publisher(std::shared_ptr<grpc::Channel> channel,
+                     PublisherOptions options)
+    : options_(std::move(options)),
+      channel_(std::move(channel)),
+      stub_(v1::EventBus::NewStub(channel_)) {}
+
+Publisher::Publisher(const std::string& address, PublisherOptions options)
+    : Publisher(CreateChannel(address), std::move(options)) {}
+
+Publisher::~Publisher() { Close().IgnoreError(); }
+
+absl::StatusOr<PublishResult> Publisher::Publish(
+    const v1::PublishRequest& request) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return Closed();
+  }
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + options_.deadline));
+  v1::PublishResponse response;
+  grpc::Status status = stub_->Publish(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return ToResult(response);
+}
+
+void Publisher::PublishAsync(v1::PublishRequest request, DoneFn done) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return closed_ || outstanding_ < std::max<int64_t>(1, options_.max_buffered);
+    };
+    mu_.Await(absl::Condition(&room));
+    if (!closed_) {
+      ++outstanding_;
+      request.set_correlation_id(absl::StrCat(++next_id_));
+      CurrentStreamLocked()->EnqueueLocked(std::move(request), std::move(done));
+      return;
+    }
+  }
+  done(Closed());
+}
+
+std::future<absl::StatusOr<PublishResult>> Publisher::PublishAsync(
+    v1::PublishRequest request) {
+  auto promise =
+      std::make_shared<std::promise<absl::StatusOr<PublishResult>>>();
+  std::future<absl::StatusOr<PublishResult>> future = promise->get_future();
+  PublishAsync(std::move(request),
+               [promise](absl::StatusOr<PublishResult> result) {
+                 promise->set_value(std::move(result));
+               });
+  return future;
+}
+
+Publisher::Stream* Publisher::CurrentStreamLocked() {
+  if (stream_ == nullptr) {
+    stream_ = new Stream(this);
+    streams_.insert(stream_);
+    ++open_streams_;
+    ++streams_opened_;
+    stream_->StartLocked();
+  }
+  return stream_;
+}
+
+absl::Status Publisher::Flush(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return outstanding_ == 0;
+  };
+  if (mu_.AwaitWithTimeout(absl::Condition(&idle), timeout)) {
+    return absl::OkStatus();
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat(outstanding_, " events still had no result after ",
+                   absl::FormatDuration(timeout)));
+}
+
+absl::Status Publisher::Close() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) {
+      auto finished = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return close_done_;
+      };
+      mu_.Await(absl::Condition(&finished));
+      return close_result_;
+    }
+    closed_ = true;
+  }
+  absl::Status result = Flush(options_.deadline);
+  absl::MutexLock lock(&mu_);
+  if (!result.ok()) {
+    for (Stream* s : streams_) s->Cancel();
+  } else if (stream_ != nullptr) {
+    stream_->HalfCloseLocked();
+  }
+  auto all_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return open_streams_ == 0;
+  };
+  mu_.Await(absl::Condition(&all_done));
+  if (result.ok()) result = close_status_;
+  close_result_ = result;
+  close_done_ = true;
+  return result;
+}
+
+int64_t Publisher::outstanding() const {
+  absl::MutexLock lock(&mu_);
+  return outstanding_;
+}
+
+int64_t Publisher::streams_opened() const {
+  absl::MutexLock lock(&mu_);
+  return streams_opened_;
+}
+
+}  // namespace eventbus::client

@@ -1,0 +1,324 @@
+#include "client/cpp/subscriber.h"
+
+#include <grpcpp/client_context.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <thread>
+#include <utility>
+
+#include "client/cpp/channel.h"
+#include "client/cpp/status.h"
+
+namespace eventbus::client {
+namespace {
+
+// How long Run waits for the server to end the stream after half-closing
+// before it cancels the call.
+constexpr absl::Duration kHalfCloseTimeout = absl::Seconds(30);
+
+google::protobuf::Duration ToProto(absl::Duration d) {
+  google::protobuf::Duration out;
+  const int64_t ns = absl::ToInt64Nanoseconds(d);
+  out.set_seconds(ns / 1000000000);
+  out.set_nanos(static_cast<int32_t>(ns % 1000000000));
+  return out;
+}
+
+}  // namespace
+
+// One Subscribe call, in the style of grpc's callback examples: the
+// Subscriber's mutex guards the state, one read and one write are in flight
+// at most, and a hold keeps the call open while acks may still be written
+// from outside a reaction. Owned by Run, which deletes it after OnDone.
+class Subscriber::Stream final
+    : public grpc::ClientBidiReactor<v1::SubscribeRequest,
+                                     v1::SubscribeResponse> {
+ public:
+  explicit Stream(Subscriber* subscriber) : s_(subscriber) {}
+
+  void StartLocked(v1::SubscribeRequest subscription)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) {
+    s_->stub_->async()->Subscribe(&context_, this);
+    AddHold();
+    writing_ = std::move(subscription);
+    write_pending_ = true;
+    StartWrite(&writing_);
+    StartRead(&response_);
+    StartCall();
+  }
+
+  // True while settlements can still be written.
+  bool AcceptsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) {
+    return !half_close_ && !broken_ && !done_;
+  }
+
+  // Writes the settlements queued so far, then half-closes.
+  void HalfCloseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) {
+    half_close_ = true;
+    MaybeWriteLocked();
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) {
+    if (write_pending_ || broken_ || hold_released_) return;
+    if (NextMessageLocked(&writing_)) {
+      write_pending_ = true;
+      StartWrite(&writing_);
+      return;
+    }
+    if (half_close_ && !writes_done_) {
+      writes_done_ = true;
+      StartWritesDone();
+      MaybeReleaseHoldLocked();
+    }
+  }
+
+  bool done() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) { return done_; }
+  const absl::Status& status() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) {
+    return status_;
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&s_->mu_);
+    write_pending_ = false;
+    writing_.Clear();
+    if (!ok) broken_ = true;
+    MaybeWriteLocked();
+    MaybeReleaseHoldLocked();
+  }
+
+  void OnReadDone(bool ok) override {
+    absl::MutexLock lock(&s_->mu_);
+    if (!ok) {
+      broken_ = true;
+      MaybeReleaseHoldLocked();
+      return;
+    }
+    s_->deliveries_ += response_.deliveries_size();
+    if (!s_->stop_requested_) {
+      for (v1::Delivery& d : *response_.mutable_deliveries()) {
+        s_->work_.push_back(std::move(d));
+      }
+    }
+    for (const v1::AckError& e : response_.ack_errors()) {
+      ++s_->ack_errors_;
+      spdlog::warn("eventbus subscriber: the server could not settle delivery "
+                   "{}: {}",
+                   e.delivery_id(), FromProtoStatus(e.status()).ToString());
+    }
+    response_.Clear();
+    StartRead(&response_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    absl::MutexLock lock(&s_->mu_);
+    done_ = true;
+    status_ = FromGrpcStatus(status);
+  }
+
+ private:
+  // Moves the next batch of settlements into `out`: acks first, then one
+  // group of nacks (same delay), then one group of dead-letters (same
+  // reason). False when there is none.
+  bool NextMessageLocked(v1::SubscribeRequest* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) {
+    if (!s_->acks_.empty()) {
+      out->mutable_ack()->mutable_delivery_ids()->Add(s_->acks_.begin(),
+                                                      s_->acks_.end());
+      s_->acks_.clear();
+      return true;
+    }
+    if (!s_->nacks_.empty()) {
+      auto it = s_->nacks_.begin();
+      v1::Nack* nack = out->mutable_nack();
+      nack->mutable_delivery_ids()->Add(it->second.begin(), it->second.end());
+      if (it->first >= 0) {
+        *nack->mutable_retry_delay() = ToProto(absl::Nanoseconds(it->first));
+      }
+      s_->nacks_.erase(it);
+      return true;
+    }
+    if (!s_->dead_letters_.empty()) {
+      auto it = s_->dead_letters_.begin();
+      v1::DeadLetter* dl = out->mutable_dead_letter();
+      dl->mutable_delivery_ids()->Add(it->second.begin(), it->second.end());
+      dl->set_reason(it->first);
+      s_->dead_letters_.erase(it);
+      return true;
+    }
+    return false;
+  }
+
+  // RemoveHold from outside a reaction schedules OnDone on another thread,
+  // and inside one it cannot be the last reference: never re-entrant.
+  void MaybeReleaseHoldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) {
+    if (hold_released_ || !(writes_done_ || broken_)) return;
+    hold_released_ = true;
+    RemoveHold();
+  }
+
+  Subscriber* const s_;
+  grpc::ClientContext context_;
+  // Target of StartRead; touched only between StartRead and OnReadDone.
+  v1::SubscribeResponse response_;
+  // Passed to StartWrite; lives until OnWriteDone.
+  v1::SubscribeRequest writing_ ABSL_GUARDED_BY(s_->mu_);
+  bool write_pending_ ABSL_GUARDED_BY(s_->mu_) = false;
+  bool half_close_ ABSL_GUARDED_BY(s_->mu_) = false;
+  bool writes_done_ ABSL_GUARDED_BY(s_->mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(s_->mu_) = false;
+  bool hold_released_ ABSL_GUARDED_BY(s_->mu_) = false;
+  bool done_ ABSL_GUARDED_BY(s_->mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(s_->mu_);
+};
+
+Subscriber::Subscriber(std::shared_ptr<grpc::Channel> channel,
+                       SubscriberOptions options)
+    : options_(std::move(options)),
+      channel_(std::move(channel)),
+      stub_(v1::EventBus::NewStub(channel_)) {}
+
+Subscriber::Subscriber(const std::string& address, SubscriberOptions options)
+    : Subscriber(CreateChannel(address), std::move(options)) {}
+
+Subscriber::~Subscriber() = default;
+
+v1::SubscribeRequest Subscriber::SubscriptionRequest() const {
+  v1::SubscribeRequest request;
+  v1::Subscription* s = request.mutable_subscription();
+  for (const std::string& t : options_.topics) s->add_topics(t);
+  s->set_group(options_.group);
+  s->set_start_position(options_.start);
+  if (options_.start == v1::START_POSITION_TIME) {
+    const int64_t ns = absl::ToUnixNanos(options_.start_time);
+    s->mutable_start_time()->set_seconds(ns / 1000000000);
+    s->mutable_start_time()->set_nanos(static_cast<int32_t>(ns % 1000000000));
+  }
+  s->set_max_outstanding_messages(options_.max_outstanding_messages);
+  if (options_.ack_deadline > absl::ZeroDuration()) {
+    *s->mutable_ack_deadline() = ToProto(options_.ack_deadline);
+  }
+  s->set_max_delivery_attempts(options_.max_delivery_attempts);
+  s->set_dead_letter_topic(options_.dead_letter_topic);
+  s->set_ordering(options_.ordering);
+  return request;
+}
+
+absl::Status Subscriber::Run(Handler handler) {
+  auto stream = std::make_unique<Stream>(this);
+  {
+    absl::MutexLock lock(&mu_);
+    if (stream_ != nullptr) {
+      return absl::FailedPreconditionError("Subscriber::Run is already running");
+    }
+    stream_ = stream.get();
+    workers_stop_ = false;
+    stream->StartLocked(SubscriptionRequest());
+  }
+  std::vector<std::thread> workers;
+  for (int i = 0; i < std::max(1, options_.concurrency); ++i) {
+    workers.emplace_back([this, &handler] { WorkerLoop(handler); });
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    auto stop_or_end = [this, &stream]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stop_requested_ || stream->done();
+    };
+    mu_.Await(absl::Condition(&stop_or_end));
+    workers_stop_ = true;
+  }
+  for (std::thread& t : workers) t.join();
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    stream->HalfCloseLocked();
+    auto ended = [&stream]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stream->done();
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&ended), kHalfCloseTimeout)) {
+      spdlog::warn("eventbus subscriber: the server did not end the stream "
+                   "{} after the half-close; cancelling it",
+                   absl::FormatDuration(kHalfCloseTimeout));
+      stream->Cancel();
+      mu_.Await(absl::Condition(&ended));
+    }
+    status = stream->status();
+    stream_ = nullptr;
+    stop_requested_ = false;
+    work_.clear();
+    acks_.clear();
+    nacks_.clear();
+    dead_letters_.clear();
+  }
+  return status;
+}
+
+void Subscriber::WorkerLoop(const Handler& handler) {
+  for (;;) {
+    v1::Delivery delivery;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return workers_stop_ || stop_requested_ || !work_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (workers_stop_ || stop_requested_) return;
+      delivery = std::move(work_.front());
+      work_.pop_front();
+    }
+    const absl::Status status = handler(delivery);
+    if (!options_.auto_ack) continue;
+    if (status.ok()) {
+      Ack(delivery.delivery_id());
+    } else {
+      spdlog::debug("eventbus subscriber: handler failed for delivery {}: {}",
+                    delivery.delivery_id(), status.ToString());
+      Nack(delivery.delivery_id());
+    }
+  }
+}
+
+void Subscriber::Stop() {
+  absl::MutexLock lock(&mu_);
+  stop_requested_ = true;
+}
+
+void Subscriber::Ack(uint64_t delivery_id) {
+  absl::MutexLock lock(&mu_);
+  if (stream_ == nullptr || !stream_->AcceptsLocked()) return;
+  acks_.push_back(delivery_id);
+  stream_->MaybeWriteLocked();
+}
+
+void Subscriber::Nack(uint64_t delivery_id,
+                      std::optional<absl::Duration> delay) {
+  absl::MutexLock lock(&mu_);
+  if (stream_ == nullptr || !stream_->AcceptsLocked()) return;
+  const int64_t key =
+      delay.has_value()
+          ? absl::ToInt64Nanoseconds(std::max(*delay, absl::ZeroDuration()))
+          : -1;
+  nacks_[key].push_back(delivery_id);
+  stream_->MaybeWriteLocked();
+}
+
+void Subscriber::DeadLetter(uint64_t delivery_id, std::string reason) {
+  absl::MutexLock lock(&mu_);
+  if (stream_ == nullptr || !stream_->AcceptsLocked()) return;
+  dead_letters_[std::move(reason)].push_back(delivery_id);
+  stream_->MaybeWriteLocked();
+}
+
+int64_t Subscriber::ack_errors() const {
+  absl::MutexLock lock(&mu_);
+  return ack_errors_;
+}
+
+int64_t Subscriber::deliveries() const {
+  absl::MutexLock lock(&mu_);
+  return deliveries_;
+}
+
+}  // namespace eventbus::client

@@ -1,0 +1,113 @@
+// The C++ client library against an in-process sidecar and the real local
+// Kafka: what is published asynchronously is in Kafka, and a Subscriber
+// receives all of it and commits past it.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "client/cpp/publisher.h"
+#include "client/cpp/subscriber.h"
+#include "tests/integration/sidecar_fixture.h"
+
+namespace eventbus::testing {
+namespace {
+
+class ClientTest : public SidecarFixture {};
+
+TEST_F(ClientTest, PublishAsyncThenSubscribeReceivesEverythingAndCommits) {
+  ASSERT_NO_FATAL_FAILURE(StartSidecar());
+  ASSERT_NO_FATAL_FAILURE(WaitServing());
+  const std::string topic = UniqueTopic("client");
+  CreateTopic(topic, 3);
+  constexpr int kEvents = 5000;
+
+  client::Publisher publisher(sidecar_->addresses().at(0));
+  std::atomic<int> ok{0};
+  absl::Mutex mu;
+  std::vector<std::string> errors;
+  std::set<std::tuple<int32_t, int64_t>> published;
+  for (int i = 0; i < kEvents; ++i) {
+    v1::PublishRequest r;
+    r.set_topic(topic);
+    r.set_key(absl::StrCat("key-", i % 17));
+    r.mutable_event()->set_type("com.example.client.test");
+    r.mutable_event()->set_data(absl::StrCat("event-", i));
+    publisher.PublishAsync(std::move(r),
+                           [&](absl::StatusOr<client::PublishResult> result) {
+                             absl::MutexLock lock(&mu);
+                             if (result.ok()) {
+                               ++ok;
+                               published.emplace(result->partition,
+                                                 result->offset);
+                             } else {
+                               errors.push_back(result.status().ToString());
+                             }
+                           });
+  }
+  ASSERT_TRUE(publisher.Close().ok());
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(ok.load(), kEvents);
+    EXPECT_TRUE(errors.empty()) << errors.front();
+    EXPECT_EQ(published.size(), static_cast<size_t>(kEvents));
+  }
+  int64_t in_kafka = 0;
+  const std::map<int32_t, int64_t> highs = HighWatermarks(topic);
+  for (const auto& [partition, high] : highs) in_kafka += high;
+  EXPECT_EQ(in_kafka, kEvents);
+
+  const std::string group = UniqueTopic("client-group");
+  client::SubscriberOptions options;
+  options.topics = {topic};
+  options.group = group;
+  options.start = v1::START_POSITION_EARLIEST;
+  options.concurrency = 4;
+  client::Subscriber subscriber(sidecar_->addresses().at(0), options);
+  std::set<std::tuple<int32_t, int64_t>> received;
+  std::set<std::string> data;
+  absl::Status status = absl::UnknownError("not run");
+  std::thread runner([&] {
+    status = subscriber.Run([&](const v1::Delivery& d) {
+      absl::MutexLock lock(&mu);
+      received.emplace(d.partition(), d.offset());
+      data.insert(d.event().data());
+      if (received.size() == static_cast<size_t>(kEvents)) subscriber.Stop();
+      return absl::OkStatus();
+    });
+  });
+  {
+    absl::MutexLock lock(&mu);
+    auto all = [&] { return received.size() >= static_cast<size_t>(kEvents); };
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(60)))
+        << "received " << received.size() << " of " << kEvents;
+  }
+  subscriber.Stop();
+  runner.join();
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_EQ(received, published);
+  EXPECT_EQ(data.size(), static_cast<size_t>(kEvents));
+  EXPECT_EQ(subscriber.ack_errors(), 0);
+
+  // Every delivery was acked before the stream ended, and the member
+  // commits when it ends.
+  std::map<int32_t, int64_t> committed;
+  const absl::Time give_up = absl::Now() + absl::Seconds(15);
+  do {
+    committed = CommittedOffsets(group, topic);
+    if (committed == highs) break;
+    absl::SleepFor(absl::Milliseconds(200));
+  } while (absl::Now() < give_up);
+  EXPECT_EQ(committed, highs);
+}
+
+}  // namespace
+}  // namespace eventbus::testing
