@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The publish benchmark on a fresh Debian 12 machine: installs what is
+# needed, builds, starts a throw-away local Kafka in build/kafka-bench, runs
+# build/tests/bench/eventbus-bench against it, and stops Kafka. Prints a table
+# of events/s and MB/s: a plain librdkafka producer next to PublishStream
+# (100 and 1 events per message) and unary Publish through an in-process
+# sidecar, and the same gRPC calls against a no-op producer (the gRPC floor).
+#
+# Usage: deploy/bench.sh [eventbus-bench arguments...]
+#   deploy/bench.sh                          default sizes (200000 events of 100 B, 2 runs)
+#   deploy/bench.sh --smoke                  a few seconds, checks everything works
+#   deploy/bench.sh --events 50000 --runs 3 --json build/bench.json
+# Exits with eventbus-bench's status: non-zero when an event failed.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+deploy/install-deps.sh
+deploy/build.sh
+
+KAFKA_DIR="$REPO/build/kafka-bench"
+stop_kafka() { deploy/kafka/kafka.sh stop "$KAFKA_DIR" >/dev/null 2>&1 || true; }
+trap stop_kafka EXIT
+
+echo "bench: starting the local Kafka" >&2
+if ! brokers="$(deploy/kafka/kafka.sh start "$KAFKA_DIR" | tail -n 1)" || [[ -z "$brokers" ]]; then
+  echo "bench: FAILED: the local Kafka did not start (reason and broker log above)" >&2
+  exit 1
+fi
+echo "bench: Kafka at $brokers" >&2
+
+status=0
+"$REPO/build/tests/bench/eventbus-bench" --brokers "$brokers" "$@" || status=$?
+if [[ $status -ne 0 ]]; then
+  echo "bench: FAILED (eventbus-bench exit $status); last lines of the Kafka log:" >&2
+  deploy/kafka/kafka.sh logtail "$KAFKA_DIR" 40 >&2 || true
+fi
+exit $status

@@ -1,0 +1,779 @@
+// eventbus-bench: publish throughput of the sidecar next to a plain
+// librdkafka producer, on the same Kafka with the same producer settings.
+//
+// Scenarios, each with event data of 100 B and 1 KiB, on a fresh topic with
+// 6 partitions per payload size:
+//   direct          kafka::RdKafkaProducer with the sidecar's producer
+//                   properties, as fast as its queue allows;
+//   stream b100     PublishStream through an in-process sidecar, 100 events
+//                   per message (client::Publisher::PublishAsync);
+//   stream b1       the same with 1 event per message;
+//   unary c64       unary Publish, 64 calls in flight (callback API);
+//   noop ...        the same three gRPC scenarios against an EventBusService
+//                   whose producer completes every record at once: the floor
+//                   gRPC itself sets.
+// Direct and sidecar scenarios alternate within each run (direct runs before
+// each sidecar scenario); the table shows the median of the runs. MB/s counts event data bytes only.
+//
+// Usage: eventbus-bench [--brokers HOST:PORT] [--events N] [--runs R]
+//                       [--smoke] [--json PATH]
+// Exits 0 when every scenario ran and every event was published; 1 when an
+// event failed or a scenario could not run; 2 for bad arguments. It asserts
+// no timing.
+
+#include <grpcpp/grpcpp.h>
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/cpp/channel.h"
+#include "client/cpp/publisher.h"
+#include "eventbus/v1/eventbus.grpc.pb.h"
+#include "kafka/rdkafka_handles.h"
+#include "kafka/rdkafka_producer.h"
+#include "server/config.h"
+#include "server/event_bus_service.h"
+#include "server/event_codec.h"
+#include "server/sidecar.h"
+#include "spdlog/spdlog.h"
+#include "tests/bench/noop_producer.h"
+
+namespace eventbus::bench {
+namespace {
+
+constexpr int kPartitions = 6;
+constexpr int kKeys = 1024;
+constexpr int64_t kWarmupEvents = 100;
+// Events in flight at most: the direct producer's window, and the stream
+// client's buffer (the sidecar's default limits.stream_max_in_flight).
+constexpr int64_t kDirectWindow = 100000;
+constexpr int64_t kStreamWindow = 10000;
+constexpr int kUnaryConcurrency = 64;
+// A scenario whose events have not all completed by then failed.
+constexpr absl::Duration kScenarioTimeout = absl::Minutes(5);
+constexpr char kSource[] = "//eventbus/bench";
+constexpr char kType[] = "com.example.bench";
+
+struct Options {
+  std::string brokers;
+  int64_t events = 200000;
+  int runs = 2;
+  bool smoke = false;
+  std::string json_path;
+};
+
+// Counts the outcomes of one scenario's events and bounds how many are in
+// flight. Thread-safe: End runs on producer and gRPC threads.
+class Flight {
+ public:
+  explicit Flight(int64_t window) : window_(window) {}
+
+  // Waits for room in the window; false when `deadline` passed first.
+  bool Begin(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return in_flight_ < window_;
+    };
+    if (!mu_.AwaitWithDeadline(absl::Condition(&room), deadline)) return false;
+    ++in_flight_;
+    return true;
+  }
+
+  // One event finished with `status`.
+  void End(const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    --in_flight_;
+    ++done_;
+    if (status.ok()) return;
+    ++failed_;
+    if (first_error_.empty()) first_error_ = status.ToString();
+  }
+
+  // Waits until `n` events finished; false when `deadline` passed first.
+  bool WaitDone(int64_t n, absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    auto all = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return done_ >= n;
+    };
+    return mu_.AwaitWithDeadline(absl::Condition(&all), deadline);
+  }
+
+  int64_t done() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return done_;
+  }
+  int64_t failed() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return failed_;
+  }
+  std::string first_error() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return first_error_;
+  }
+
+ private:
+  const int64_t window_;
+  mutable absl::Mutex mu_;
+  int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t done_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t failed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string first_error_ ABSL_GUARDED_BY(mu_);
+};
+
+// One timed pass of one scenario.
+struct Measurement {
+  int64_t events = 0;  // events published OK in the timed part
+  absl::Duration elapsed;
+  int64_t failed = 0;  // events that failed, warm-up included
+  std::string error;   // why the scenario failed, when it did
+
+  double EventsPerSecond() const {
+    const double s = absl::ToDoubleSeconds(elapsed);
+    return s > 0 ? static_cast<double>(events) / s : 0;
+  }
+};
+
+// The events one scenario publishes: event i has key "key-<i % 1024>", id
+// "bench-<i>" and `payload` bytes of data.
+class Events {
+ public:
+  Events(std::string topic, size_t payload) : topic_(std::move(topic)) {
+    data_.assign(payload, 'x');
+    for (size_t i = 0; i < payload; ++i) data_[i] = 'a' + static_cast<char>(i % 26);
+  }
+
+  const std::string& topic() const { return topic_; }
+  size_t payload() const { return data_.size(); }
+
+  v1::PublishRequest Request(int64_t i) const {
+    v1::PublishRequest request;
+    request.set_topic(topic_);
+    request.set_key(absl::StrCat("key-", i % kKeys));
+    v1::Event* event = request.mutable_event();
+    event->set_id(absl::StrCat("bench-", i));
+    event->set_source(kSource);
+    event->set_type(kType);
+    event->set_data_content_type("application/octet-stream");
+    event->set_data(data_);
+    return request;
+  }
+
+  // The record the sidecar would write for event i (binary mode, the same
+  // ce_* headers), encoded by the sidecar's own codec.
+  absl::StatusOr<kafka::Record> Record(int64_t i) const {
+    v1::PublishRequest request = Request(i);
+    absl::Status prepared =
+        server::PrepareRequest(request, kSource, absl::Now());
+    if (!prepared.ok()) return prepared;
+    return server::EncodeRecord(request, server::ContentMode::kBinary,
+                                1000000);
+  }
+
+ private:
+  std::string topic_;
+  std::string data_;
+};
+
+std::string RandomSuffix() {
+  std::random_device rd;
+  return absl::StrFormat("%08x", rd());
+}
+
+// Creates `topic` with `partitions` partitions with librdkafka's admin API.
+absl::Status CreateTopic(const std::string& brokers, const std::string& topic,
+                         int partitions) {
+  absl::StatusOr<kafka::RdKafkaConfPtr> conf =
+      kafka::MakeRdKafkaConf({{"bootstrap.servers", brokers}});
+  if (!conf.ok()) return conf.status();
+  char errstr[512];
+  kafka::RdKafkaPtr rk(
+      rd_kafka_new(RD_KAFKA_PRODUCER, conf->get(), errstr, sizeof(errstr)));
+  if (rk == nullptr) return absl::InternalError(errstr);
+  conf->release();  // owned by rk now
+
+  rd_kafka_NewTopic_t* new_topic = rd_kafka_NewTopic_new(
+      topic.c_str(), partitions, 1, errstr, sizeof(errstr));
+  if (new_topic == nullptr) return absl::InvalidArgumentError(errstr);
+  kafka::RdKafkaQueuePtr queue(rd_kafka_queue_new(rk.get()));
+  rd_kafka_CreateTopics(rk.get(), &new_topic, 1, nullptr, queue.get());
+  rd_kafka_NewTopic_destroy(new_topic);
+
+  kafka::RdKafkaEventPtr event(rd_kafka_queue_poll(queue.get(), 30000));
+  if (event == nullptr) {
+    return absl::DeadlineExceededError("CreateTopics: no answer in 30 s");
+  }
+  if (rd_kafka_event_error(event.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::UnavailableError(
+        absl::StrCat("CreateTopics: ", rd_kafka_event_error_string(event.get())));
+  }
+  const rd_kafka_CreateTopics_result_t* result =
+      rd_kafka_event_CreateTopics_result(event.get());
+  size_t count = 0;
+  const rd_kafka_topic_result_t** topics =
+      rd_kafka_CreateTopics_result_topics(result, &count);
+  for (size_t i = 0; i < count; ++i) {
+    if (rd_kafka_topic_result_error(topics[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return absl::UnavailableError(
+          absl::StrCat("CreateTopics ", topic, ": ",
+                       rd_kafka_topic_result_error_string(topics[i])));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool WaitConnected(const kafka::Producer& producer, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!producer.Connected()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return true;
+}
+
+// Runs `publish(i, flight)` for a warm-up of kWarmupEvents, waits for them,
+// then times `n` more. `publish` must end every event it begins with
+// flight.End exactly once.
+template <typename PublishFn>
+Measurement Timed(int64_t n, int64_t window, PublishFn publish) {
+  Measurement m;
+  auto owned = std::make_unique<Flight>(window);
+  Flight& flight = *owned;
+  const absl::Time deadline = absl::Now() + kScenarioTimeout;
+  int64_t begun = 0;
+  auto run = [&](int64_t count) {
+    for (int64_t k = 0; k < count; ++k) {
+      if (!flight.Begin(deadline)) return false;
+      publish(begun++, flight);
+    }
+    return flight.WaitDone(begun, deadline);
+  };
+  if (!run(kWarmupEvents)) {
+    m.error = "warm-up timed out";
+  } else {
+    const int64_t failed_before = flight.failed();
+    const absl::Time start = absl::Now();
+    const bool finished = run(n);
+    m.elapsed = absl::Now() - start;
+    m.events = n - (flight.failed() - failed_before);
+    if (!finished) {
+      m.error = absl::StrCat("timed out with ", begun - flight.done(),
+                             " events in flight");
+    }
+  }
+  m.failed = flight.failed();
+  // Events still in flight after a timeout complete later, into the Flight:
+  // leak it rather than free it under them (the run fails anyway).
+  if (!m.error.empty()) owned.release();
+  if (m.failed > 0 && m.error.empty()) {
+    m.error = absl::StrCat(m.failed, " events failed, first: ",
+                           flight.first_error());
+  }
+  return m;
+}
+
+// Scenario 1: the project's librdkafka producer, no gRPC.
+Measurement RunDirect(kafka::RdKafkaProducer& producer, const Events& events,
+                      int64_t n) {
+  absl::StatusOr<kafka::Record> record = events.Record(0);
+  if (!record.ok()) return Measurement{.error = record.status().ToString()};
+  const std::string id_header = "ce_id";
+  return Timed(n, kDirectWindow, [&](int64_t i, Flight& flight) {
+    kafka::Record r = *record;
+    r.key = absl::StrCat("key-", i % kKeys);
+    for (kafka::Header& h : r.headers) {
+      if (h.name == id_header) h.value = absl::StrCat("bench-", i);
+    }
+    absl::Status accepted = producer.Produce(
+        std::move(r), absl::Now() + absl::Seconds(60),
+        [&flight](kafka::DeliveryResult result) { flight.End(result.status); });
+    if (!accepted.ok()) flight.End(accepted);
+  });
+}
+
+// Scenario 2: PublishStream through client::Publisher with `batch_size`
+// events per message at most.
+Measurement RunStream(const std::shared_ptr<grpc::Channel>& channel,
+                      const Events& events, int64_t n, int batch_size) {
+  client::PublisherOptions options;
+  options.max_buffered = kStreamWindow;
+  options.batch_size = batch_size;
+  options.deadline = kScenarioTimeout;
+  client::Publisher publisher(channel, options);
+  // The Publisher bounds the stream itself; the Flight window only needs to
+  // be larger so that PublishAsync is what blocks.
+  Measurement m = Timed(n, 2 * kStreamWindow, [&](int64_t i, Flight& flight) {
+    publisher.PublishAsync(
+        events.Request(i),
+        [&flight](absl::StatusOr<client::PublishResult> result) {
+          flight.End(result.status());
+        });
+  });
+  absl::Status closed = publisher.Close();
+  if (!closed.ok() && m.error.empty()) {
+    m.error = absl::StrCat("Publisher::Close: ", closed.ToString());
+  }
+  return m;
+}
+
+// Scenario 3: unary Publish with kUnaryConcurrency calls in flight.
+Measurement RunUnary(const std::shared_ptr<grpc::Channel>& channel,
+                     const Events& events, int64_t n) {
+  std::unique_ptr<v1::EventBus::Stub> stub = v1::EventBus::NewStub(channel);
+  struct Call {
+    grpc::ClientContext context;
+    v1::PublishRequest request;
+    v1::PublishResponse response;
+  };
+  return Timed(n, kUnaryConcurrency, [&](int64_t i, Flight& flight) {
+    auto* call = new Call;
+    call->request = events.Request(i);
+    call->context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    stub->async()->Publish(
+        &call->context, &call->request, &call->response,
+        [call, &flight](grpc::Status status) {
+          absl::Status outcome =
+              status.ok() ? absl::OkStatus()
+                          : absl::Status(static_cast<absl::StatusCode>(
+                                             status.error_code()),
+                                         status.error_message());
+          delete call;
+          flight.End(outcome);
+        });
+  });
+}
+
+// An EventBusService over a NoopProducer, served on 127.0.0.1:0.
+class NoopServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<NoopServer>> Start() {
+    auto server = std::unique_ptr<NoopServer>(new NoopServer);
+    server::PublishOptions options;
+    options.default_source = kSource;
+    server->service_ =
+        std::make_unique<server::EventBusService>(&server->producer_, options);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.RegisterService(server->service_.get());
+    server->server_ = builder.BuildAndStart();
+    if (server->server_ == nullptr || port == 0) {
+      return absl::UnavailableError("no-op server: cannot listen on 127.0.0.1:0");
+    }
+    server->address_ = absl::StrCat("127.0.0.1:", port);
+    return server;
+  }
+  ~NoopServer() {
+    if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
+  }
+  const std::string& address() const { return address_; }
+
+ private:
+  NoopServer() = default;
+  // Declared in destruction order's reverse: the server goes first, then the
+  // service, then the producer (after its last completion).
+  NoopProducer producer_;
+  std::unique_ptr<server::EventBusService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+};
+
+// Results of one scenario and payload over every run.
+struct Row {
+  std::string scenario;
+  size_t payload = 0;
+  std::string baseline_direct;  // scenario to compare with, or empty
+  std::string baseline_floor;
+  std::vector<Measurement> runs;
+
+  // The median of the runs' events/s (of the middle two for an even count).
+  double MedianEventsPerSecond() const {
+    if (runs.empty()) return 0;
+    std::vector<double> rates;
+    for (const Measurement& m : runs) rates.push_back(m.EventsPerSecond());
+    std::sort(rates.begin(), rates.end());
+    const size_t mid = rates.size() / 2;
+    return rates.size() % 2 == 1 ? rates[mid] : (rates[mid - 1] + rates[mid]) / 2;
+  }
+  double MedianMegabytesPerSecond() const {
+    return MedianEventsPerSecond() * static_cast<double>(payload) / 1e6;
+  }
+  bool Ok() const {
+    if (runs.empty()) return false;
+    for (const Measurement& m : runs) {
+      if (!m.error.empty() || m.failed > 0 || m.EventsPerSecond() <= 0) {
+        return false;
+      }
+    }
+    return true;
+  }
+};
+
+class Report {
+ public:
+  Row& Get(const std::string& scenario, size_t payload,
+           const std::string& direct = "", const std::string& floor = "") {
+    for (Row& row : rows_) {
+      if (row.scenario == scenario && row.payload == payload) return row;
+    }
+    Row& row = rows_.emplace_back();
+    row.scenario = scenario;
+    row.payload = payload;
+    row.baseline_direct = direct;
+    row.baseline_floor = floor;
+    return row;
+  }
+
+  const Row* Find(const std::string& scenario, size_t payload) const {
+    for (const Row& row : rows_) {
+      if (row.scenario == scenario && row.payload == payload) return &row;
+    }
+    return nullptr;
+  }
+
+  std::optional<double> Ratio(const Row& row, const std::string& baseline) const {
+    if (baseline.empty()) return std::nullopt;
+    const Row* base = Find(baseline, row.payload);
+    if (base == nullptr || base->MedianEventsPerSecond() <= 0) return std::nullopt;
+    return row.MedianEventsPerSecond() / base->MedianEventsPerSecond();
+  }
+
+  bool AllOk() const {
+    if (rows_.empty()) return false;
+    for (const Row& row : rows_) {
+      if (!row.Ok()) return false;
+    }
+    return true;
+  }
+
+  std::string Table() const {
+    std::string out = absl::StrFormat("%-20s %8s %12s %9s %10s %10s  %s\n",
+                                      "scenario", "payload", "events/s",
+                                      "MB/s", "vs direct", "vs floor", "runs (events/s)");
+    for (const Row& row : rows_) {
+      auto ratio = [&](const std::string& base) {
+        std::optional<double> r = Ratio(row, base);
+        return r ? absl::StrFormat("%.2f", *r) : std::string("-");
+      };
+      std::string runs;
+      for (const Measurement& m : row.runs) {
+        absl::StrAppend(&runs, runs.empty() ? "" : " ",
+                        absl::StrFormat("%.0f", m.EventsPerSecond()),
+                        m.error.empty() ? "" : "!");
+      }
+      absl::StrAppend(
+          &out, absl::StrFormat("%-20s %8s %12.0f %9.2f %10s %10s  %s\n",
+                                row.scenario, PayloadName(row.payload),
+                                row.MedianEventsPerSecond(),
+                                row.MedianMegabytesPerSecond(),
+                                ratio(row.baseline_direct),
+                                ratio(row.baseline_floor), runs));
+    }
+    return out;
+  }
+
+  std::string Json(const Options& options, int64_t peak_rss_kb) const {
+    std::string out = "{\n";
+    absl::StrAppend(&out, "  \"brokers\": ", Quote(options.brokers), ",\n",
+                    "  \"events_per_run_100b\": ", options.events, ",\n",
+                    "  \"runs\": ", options.runs, ",\n",
+                    "  \"partitions\": ", kPartitions, ",\n",
+                    "  \"peak_rss_kb\": ", peak_rss_kb, ",\n",
+                    "  \"ok\": ", AllOk() ? "true" : "false", ",\n",
+                    "  \"results\": [\n");
+    for (size_t r = 0; r < rows_.size(); ++r) {
+      const Row& row = rows_[r];
+      auto ratio = [&](const std::string& base) {
+        std::optional<double> v = Ratio(row, base);
+        return v ? absl::StrFormat("%.4f", *v) : std::string("null");
+      };
+      absl::StrAppend(
+          &out, "    {\"scenario\": ", Quote(row.scenario),
+          ", \"payload_bytes\": ", row.payload,
+          ", \"events_per_second\": ", absl::StrFormat("%.1f", row.MedianEventsPerSecond()),
+          ", \"mb_per_second\": ", absl::StrFormat("%.3f", row.MedianMegabytesPerSecond()),
+          ", \"ratio_vs_direct\": ", ratio(row.baseline_direct),
+          ", \"ratio_vs_floor\": ", ratio(row.baseline_floor),
+          ", \"ok\": ", row.Ok() ? "true" : "false", ", \"runs\": [");
+      for (size_t i = 0; i < row.runs.size(); ++i) {
+        const Measurement& m = row.runs[i];
+        absl::StrAppend(&out, i == 0 ? "" : ", ", "{\"events\": ", m.events,
+                        ", \"seconds\": ",
+                        absl::StrFormat("%.4f", absl::ToDoubleSeconds(m.elapsed)),
+                        ", \"events_per_second\": ",
+                        absl::StrFormat("%.1f", m.EventsPerSecond()),
+                        ", \"failed\": ", m.failed,
+                        ", \"error\": ", Quote(m.error), "}");
+      }
+      absl::StrAppend(&out, "]}", r + 1 < rows_.size() ? "," : "", "\n");
+    }
+    absl::StrAppend(&out, "  ]\n}\n");
+    return out;
+  }
+
+  static std::string PayloadName(size_t payload) {
+    return payload % 1024 == 0 ? absl::StrCat(payload / 1024, " KiB")
+                               : absl::StrCat(payload, " B");
+  }
+
+ private:
+  static std::string Quote(const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+      switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\t': out += "\\t"; break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) {
+            absl::StrAppend(&out, absl::StrFormat("\\u%04x", c));
+          } else {
+            out += c;
+          }
+      }
+    }
+    return out + "\"";
+  }
+
+  std::vector<Row> rows_;
+};
+
+// VmHWM of this process in KiB, or -1.
+int64_t PeakRssKb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) {
+      std::istringstream fields(line.substr(6));
+      int64_t kb = -1;
+      fields >> kb;
+      return kb;
+    }
+  }
+  return -1;
+}
+
+void Usage() {
+  std::fprintf(stderr,
+               "usage: eventbus-bench [--brokers HOST:PORT] [--events N] "
+               "[--runs R] [--smoke] [--json PATH]\n"
+               "  --brokers  Kafka bootstrap (default: $TEST_KAFKA_BROKERS)\n"
+               "  --events   events per run and scenario with 100 B data "
+               "(default 200000; 1 KiB runs use N/4)\n"
+               "  --runs     runs of every scenario (default 2)\n"
+               "  --smoke    2000 events, 1 run: checks that everything works\n"
+               "  --json     also write the results to PATH\n");
+}
+
+std::optional<Options> ParseArgs(int argc, char** argv) {
+  Options options;
+  if (const char* env = std::getenv("TEST_KAFKA_BROKERS")) options.brokers = env;
+  bool events_set = false, runs_set = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::optional<std::string> {
+      if (i + 1 >= argc) return std::nullopt;
+      return std::string(argv[++i]);
+    };
+    std::optional<std::string> v;
+    if (arg == "--smoke") {
+      options.smoke = true;
+    } else if (arg == "--brokers" && (v = value())) {
+      options.brokers = *v;
+    } else if (arg == "--events" && (v = value()) &&
+               absl::SimpleAtoi(*v, &options.events) && options.events > 0) {
+      events_set = true;
+    } else if (arg == "--runs" && (v = value()) &&
+               absl::SimpleAtoi(*v, &options.runs) && options.runs > 0) {
+      runs_set = true;
+    } else if (arg == "--json" && (v = value())) {
+      options.json_path = *v;
+    } else {
+      std::fprintf(stderr, "eventbus-bench: bad argument '%s'\n", arg.c_str());
+      return std::nullopt;
+    }
+  }
+  if (options.smoke) {
+    if (!events_set) options.events = 2000;
+    if (!runs_set) options.runs = 1;
+  }
+  if (options.brokers.empty()) {
+    std::fprintf(stderr,
+                 "eventbus-bench: no Kafka: pass --brokers or set "
+                 "TEST_KAFKA_BROKERS\n");
+    return std::nullopt;
+  }
+  return options;
+}
+
+void Progress(const std::string& scenario, size_t payload, int run,
+              const Measurement& m) {
+  std::fprintf(stderr, "bench: run %d %-20s %-6s %10.0f events/s%s%s\n", run,
+               scenario.c_str(), Report::PayloadName(payload).c_str(),
+               m.EventsPerSecond(), m.error.empty() ? "" : "  FAILED: ",
+               m.error.c_str());
+}
+
+int Main(int argc, char** argv) {
+  std::optional<Options> parsed = ParseArgs(argc, argv);
+  if (!parsed) {
+    Usage();
+    return 2;
+  }
+  const Options options = *parsed;
+  spdlog::set_level(spdlog::level::warn);
+
+  server::Config config;
+  config.brokers = options.brokers;
+  config.client_id = "eventbus-bench";
+  config.listen = {"127.0.0.1:0"};
+  config.source = kSource;
+  const std::map<std::string, std::string> properties =
+      server::ProducerProperties(config);
+
+  std::fprintf(stderr, "bench: Kafka %s; producer settings (direct and sidecar):",
+               options.brokers.c_str());
+  for (const auto& [name, value] : properties) {
+    std::fprintf(stderr, " %s=%s", name.c_str(), value.c_str());
+  }
+  std::fprintf(stderr, "\n");
+
+  const std::vector<size_t> payloads = {100, 1024};
+  std::map<size_t, Events> events;
+  const std::string prefix = absl::StrCat("bench-", RandomSuffix());
+  for (size_t payload : payloads) {
+    const std::string topic = absl::StrCat(prefix, "-", payload);
+    absl::Status created = CreateTopic(options.brokers, topic, kPartitions);
+    if (!created.ok()) {
+      std::fprintf(stderr, "bench: cannot create topic %s: %s\n", topic.c_str(),
+                   created.ToString().c_str());
+      return 1;
+    }
+    events.emplace(payload, Events(topic, payload));
+  }
+
+  kafka::ProducerOptions producer_options;
+  producer_options.properties = properties;
+  producer_options.max_waiting_bytes = static_cast<size_t>(config.max_buffered_bytes);
+  absl::StatusOr<std::unique_ptr<kafka::RdKafkaProducer>> direct =
+      kafka::RdKafkaProducer::Create(producer_options);
+  if (!direct.ok()) {
+    std::fprintf(stderr, "bench: direct producer: %s\n",
+                 direct.status().ToString().c_str());
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<server::Sidecar>> sidecar =
+      server::Sidecar::Start(config);
+  if (!sidecar.ok()) {
+    std::fprintf(stderr, "bench: sidecar: %s\n", sidecar.status().ToString().c_str());
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<NoopServer>> noop = NoopServer::Start();
+  if (!noop.ok()) {
+    std::fprintf(stderr, "bench: %s\n", noop.status().ToString().c_str());
+    return 1;
+  }
+  if (!WaitConnected(**direct, absl::Seconds(30)) ||
+      !WaitConnected((*sidecar)->producer(), absl::Seconds(30))) {
+    std::fprintf(stderr, "bench: Kafka at %s does not answer\n",
+                 options.brokers.c_str());
+    return 1;
+  }
+  const std::shared_ptr<grpc::Channel> sidecar_channel =
+      client::CreateChannel((*sidecar)->addresses().front());
+  const std::shared_ptr<grpc::Channel> noop_channel =
+      client::CreateChannel((*noop)->address());
+
+  Report report;
+  for (size_t payload : payloads) {
+    report.Get("direct", payload);
+    report.Get("sidecar stream b100", payload, "direct", "noop stream b100");
+    report.Get("sidecar stream b1", payload, "direct", "noop stream b1");
+    report.Get("sidecar unary c64", payload, "direct", "noop unary c64");
+  }
+  for (size_t payload : payloads) {
+    report.Get("noop stream b100", payload);
+    report.Get("noop stream b1", payload);
+    report.Get("noop unary c64", payload);
+  }
+
+  for (int run = 1; run <= options.runs; ++run) {
+    for (size_t payload : payloads) {
+      const Events& ev = events.at(payload);
+      const int64_t n =
+          payload >= 1024 ? std::max<int64_t>(1, options.events / 4) : options.events;
+      auto record = [&](const std::string& scenario, Measurement m) {
+        Progress(scenario, payload, run, m);
+        report.Get(scenario, payload).runs.push_back(std::move(m));
+      };
+      // Direct and sidecar alternate, so a slow phase of the broker hits both.
+      record("direct", RunDirect(**direct, ev, n));
+      record("sidecar stream b100", RunStream(sidecar_channel, ev, n, 100));
+      record("direct", RunDirect(**direct, ev, n));
+      record("sidecar stream b1", RunStream(sidecar_channel, ev, n, 1));
+      record("direct", RunDirect(**direct, ev, n));
+      record("sidecar unary c64", RunUnary(sidecar_channel, ev, n));
+      record("noop stream b100", RunStream(noop_channel, ev, n, 100));
+      record("noop stream b1", RunStream(noop_channel, ev, n, 1));
+      record("noop unary c64", RunUnary(noop_channel, ev, n));
+    }
+  }
+
+  absl::Status sidecar_down = (*sidecar)->Shutdown();
+  absl::Status direct_down = (*direct)->Shutdown(absl::Seconds(30));
+  noop->reset();
+
+  const int64_t peak_rss_kb = PeakRssKb();
+  std::printf("\neventbus-bench: publish throughput, %d partitions, %d run(s); "
+              "median of the runs (direct runs between the sidecar scenarios, "
+              "3 per run); MB/s counts event data only\n\n%s\n",
+              kPartitions, options.runs, report.Table().c_str());
+  std::printf("bench process peak RSS (VmHWM): %.1f MiB\n",
+              static_cast<double>(peak_rss_kb) / 1024);
+  std::fflush(stdout);
+
+  if (!options.json_path.empty()) {
+    std::ofstream json(options.json_path);
+    json << report.Json(options, peak_rss_kb);
+    if (!json) {
+      std::fprintf(stderr, "bench: cannot write %s\n", options.json_path.c_str());
+      return 1;
+    }
+  }
+
+  bool ok = report.AllOk();
+  if (!sidecar_down.ok() || !direct_down.ok()) {
+    std::fprintf(stderr, "bench: shutdown: sidecar %s, direct %s\n",
+                 sidecar_down.ToString().c_str(), direct_down.ToString().c_str());
+    ok = false;
+  }
+  if (!ok) std::fprintf(stderr, "bench: FAILED: an event failed or a scenario did not run (marked ! above)\n");
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace eventbus::bench
+
+int main(int argc, char** argv) { return eventbus::bench::Main(argc, argv); }
