@@ -41,6 +41,14 @@ std::map<std::string, std::string> ProducerProperties(const Config& config) {
       {"client.id", config.client_id},
       {"enable.idempotence", "true"},
       {"acks", "all"},
+      // One produce request in flight per broker. With more, librdkafka
+      // 2.0.2 loses acked events: when a first request fails retriably (a
+      // partition whose leader is just being set up) and a later one for
+      // the same partition succeeds — the broker accepts any first sequence
+      // from a producer it does not know — librdkafka "implicitly acks" the
+      // failed request's events and reports them delivered. Seen on the
+      // real broker: partition log starting at sequence 3, events 0-2 acked.
+      {"max.in.flight.requests.per.connection", "1"},
       // librdkafka's batch limit must fit the largest event we accept;
       // the default already does for events up to ~1 MB.
       {"message.max.bytes",
