@@ -1,5 +1,6 @@
-// eventbus-bench: publish throughput of the sidecar next to a plain
-// librdkafka producer, on the same Kafka with the same producer settings.
+// eventbus-bench: publish and subscribe throughput and publish-ack latency of
+// the sidecar next to plain librdkafka, on the same Kafka with the same
+// settings.
 //
 // Scenarios, each with event data of 100 B and 1 KiB, on a fresh topic with
 // 6 partitions per payload size:
@@ -15,8 +16,27 @@
 // Direct and sidecar scenarios alternate within each run (direct runs before
 // each sidecar scenario); the table shows the median of the runs. MB/s counts event data bytes only.
 //
+// Subscribe throughput, 100 B and 1 KiB, from a topic of 6 partitions filled
+// first by the direct producer (N + warm-up events); each run reads all of it
+// in a new group from the earliest offset, the rate taken from the first
+// message to the last:
+//   consume direct     a plain librdkafka group consumer (the GroupConsumer's
+//                      fetch settings), storing the offset of every message,
+//                      auto-commit, a final commit;
+//   sidecar subscribe  Subscribe through the in-process sidecar with
+//                      client::Subscriber, auto-ack, default flow control.
+//
+// Publish-ack latency, open loop, 100 B events: event i is sent at
+// start + i / rate whatever has completed, its latency counted from that
+// scheduled time to the acknowledgement; 1,000 and 10,000 events/s for 3 s
+// (smoke: 1,000/s for 0.5 s), direct producer vs PublishStream with 1 event
+// per message; p50/p99/p99.9 from a log-bucketed histogram (histogram.h,
+// < 0.8% error), merged over the runs; "added" = sidecar - direct.
+//
+// --only publish|subscribe|latency runs one group (repeatable).
+//
 // Usage: eventbus-bench [--brokers HOST:PORT] [--events N] [--runs R]
-//                       [--smoke] [--json PATH]
+//                       [--smoke] [--json PATH] [--only GROUP]
 // Exits 0 when every scenario ran and every event was published; 1 when an
 // event failed or a scenario could not run; 2 for bad arguments. It asserts
 // no timing.
@@ -25,6 +45,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -35,6 +56,8 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -49,6 +72,7 @@
 #include "absl/time/time.h"
 #include "client/cpp/channel.h"
 #include "client/cpp/publisher.h"
+#include "client/cpp/subscriber.h"
 #include "eventbus/v1/eventbus.grpc.pb.h"
 #include "kafka/rdkafka_handles.h"
 #include "kafka/rdkafka_producer.h"
@@ -57,6 +81,7 @@
 #include "server/event_codec.h"
 #include "server/sidecar.h"
 #include "spdlog/spdlog.h"
+#include "tests/bench/histogram.h"
 #include "tests/bench/noop_producer.h"
 
 namespace eventbus::bench {
@@ -74,6 +99,8 @@ constexpr int kUnaryConcurrency = 64;
 constexpr absl::Duration kScenarioTimeout = absl::Minutes(5);
 constexpr char kSource[] = "//eventbus/bench";
 constexpr char kType[] = "com.example.bench";
+constexpr char kLatencyDirect[] = "direct";
+constexpr char kLatencySidecar[] = "sidecar stream b1";
 
 struct Options {
   std::string brokers;
@@ -81,6 +108,13 @@ struct Options {
   int runs = 2;
   bool smoke = false;
   std::string json_path;
+  // Scenario groups to run: publish, subscribe, latency; empty = all.
+  std::vector<std::string> only;
+
+  bool Wants(const std::string& group) const {
+    return only.empty() ||
+           std::find(only.begin(), only.end(), group) != only.end();
+  }
 };
 
 // Counts the outcomes of one scenario's events and bounds how many are in
@@ -147,6 +181,10 @@ struct Measurement {
   absl::Duration elapsed;
   int64_t failed = 0;  // events that failed, warm-up included
   std::string error;   // why the scenario failed, when it did
+  // Subscribe: the longest pause between two deliveries and the pauses of
+  // 100 ms or more (-1: not measured).
+  double longest_pause_ms = -1;
+  int64_t long_pauses = -1;
 
   double EventsPerSecond() const {
     const double s = absl::ToDoubleSeconds(elapsed);
@@ -363,6 +401,336 @@ Measurement RunUnary(const std::shared_ptr<grpc::Channel>& channel,
   });
 }
 
+// --- Subscribe throughput from a pre-filled topic --------------------------
+//
+// Both consumers join a new group that starts from the earliest offset and
+// read until `total` messages arrived. The rate is taken from the first
+// message to the last, so the group join (the same for both) is left out.
+
+// The librdkafka consumer settings both subscribe scenarios share: the ones
+// the sidecar's GroupConsumer sets, so the ratio shows what the sidecar and
+// gRPC add, not different fetch sizes.
+std::map<std::string, std::string> ConsumerProperties(const std::string& brokers,
+                                                      const std::string& group) {
+  return {{"bootstrap.servers", brokers},
+          {"client.id", "eventbus-bench-consumer"},
+          {"group.id", group},
+          {"auto.offset.reset", "earliest"},
+          {"enable.auto.commit", "true"},
+          {"auto.commit.interval.ms", "1000"},
+          {"enable.auto.offset.store", "false"},
+          {"partition.assignment.strategy", "cooperative-sticky"},
+          {"enable.partition.eof", "false"},
+          {"queued.max.messages.kbytes", "8192"},
+          {"fetch.max.bytes", "8388608"}};
+}
+
+// A plain librdkafka group consumer, as an application would write it:
+// subscribe, poll, store the offset of every processed message, auto-commit,
+// commit once more at the end, close.
+Measurement RunConsumeDirect(const std::string& brokers, const std::string& topic,
+                             int64_t total) {
+  Measurement m;
+  const std::string group = absl::StrCat("bench-direct-", RandomSuffix());
+  absl::StatusOr<kafka::RdKafkaConfPtr> conf =
+      kafka::MakeRdKafkaConf(ConsumerProperties(brokers, group));
+  if (!conf.ok()) return Measurement{.error = conf.status().ToString()};
+  char errstr[512];
+  kafka::RdKafkaPtr rk(
+      rd_kafka_new(RD_KAFKA_CONSUMER, conf->get(), errstr, sizeof(errstr)));
+  if (rk == nullptr) return Measurement{.error = errstr};
+  conf->release();
+  rd_kafka_poll_set_consumer(rk.get());
+  kafka::RdKafkaTopicPartitionListPtr topics(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(topics.get(), topic.c_str(),
+                                    RD_KAFKA_PARTITION_UA);
+  if (rd_kafka_resp_err_t err = rd_kafka_subscribe(rk.get(), topics.get());
+      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Measurement{.error = absl::StrCat("subscribe: ", rd_kafka_err2str(err))};
+  }
+  const absl::Time deadline = absl::Now() + kScenarioTimeout;
+  absl::Time first, last;
+  int64_t got = 0;
+  while (got < total && absl::Now() < deadline) {
+    kafka::RdKafkaMessagePtr msg(rd_kafka_consumer_poll(rk.get(), 100));
+    if (msg == nullptr) continue;
+    if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (m.error.empty()) m.error = rd_kafka_message_errstr(msg.get());
+      ++m.failed;
+      continue;
+    }
+    // "Processing": touch the value, then mark it done.
+    volatile size_t sink = msg->len;
+    (void)sink;
+    rd_kafka_offset_store(msg->rkt, msg->partition, msg->offset);
+    if (++got == 1) first = absl::Now();
+  }
+  last = absl::Now();
+  if (got < total) {
+    m.error = absl::StrCat("timed out after ", got, " of ", total, " messages");
+  }
+  rd_kafka_commit(rk.get(), nullptr, /*async=*/0);
+  rd_kafka_consumer_close(rk.get());
+  m.events = got;
+  m.elapsed = last - first;
+  return m;
+}
+
+// Subscribe through the sidecar with client::Subscriber, auto-ack (every
+// delivery the handler returns OK for is acked).
+Measurement RunSubscribeSidecar(const std::shared_ptr<grpc::Channel>& channel,
+                                const std::string& topic, int64_t total) {
+  client::SubscriberOptions options;
+  options.topics = {topic};
+  options.group = absl::StrCat("bench-sidecar-", RandomSuffix());
+  options.start = v1::START_POSITION_EARLIEST;
+  options.auto_ack = true;
+  client::Subscriber subscriber(channel, options);
+
+  absl::Mutex mu;
+  int64_t got = 0;       // first deliveries
+  int64_t repeated = 0;  // redeliveries (not counted)
+  absl::Time first, last, previous;
+  // Pauses between deliveries: where the time goes when the rate is low.
+  absl::Duration longest_gap, long_gap_total;
+  int64_t long_gaps = 0;
+  absl::Status run_status;
+  std::thread runner([&] {
+    run_status = subscriber.Run([&](const v1::Delivery& delivery) {
+      absl::MutexLock lock(&mu);
+      if (delivery.attempt() > 1) {
+        ++repeated;
+        return absl::OkStatus();
+      }
+      volatile size_t sink = delivery.event().data().size();
+      (void)sink;
+      const absl::Time now = absl::Now();
+      if (got > 0) {
+        const absl::Duration gap = now - previous;
+        longest_gap = std::max(longest_gap, gap);
+        if (gap >= absl::Milliseconds(100)) {
+          ++long_gaps;
+          long_gap_total += gap;
+        }
+      }
+      previous = now;
+      if (++got == 1) first = now;
+      if (got == total) {
+        last = absl::Now();
+        subscriber.Stop();
+      }
+      return absl::OkStatus();
+    });
+    absl::MutexLock lock(&mu);
+    if (got < total && last == absl::Time()) last = absl::InfiniteFuture();
+  });
+  Measurement m;
+  {
+    absl::MutexLock lock(&mu);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return got >= total || last == absl::InfiniteFuture();
+    };
+    if (!mu.AwaitWithTimeout(absl::Condition(&done), kScenarioTimeout)) {
+      m.error = absl::StrCat("timed out after ", got, " of ", total, " messages");
+    }
+  }
+  subscriber.Stop();
+  runner.join();
+  absl::MutexLock lock(&mu);
+  m.events = got;
+  if (got >= total) {
+    m.elapsed = last - first;
+  } else if (m.error.empty()) {
+    m.error = absl::StrCat("stream ended after ", got, " of ", total,
+                           " messages: ", run_status.ToString());
+  }
+  if (!run_status.ok() && m.error.empty()) {
+    m.error = absl::StrCat("Subscriber::Run: ", run_status.ToString());
+  }
+  m.longest_pause_ms = absl::ToDoubleMilliseconds(longest_gap);
+  m.long_pauses = long_gaps;
+  std::fprintf(stderr,
+               "bench: sidecar subscribe %s: longest pause between deliveries "
+               "%.1f ms; %lld pauses >= 100 ms, %.1f ms in all\n",
+               topic.c_str(), absl::ToDoubleMilliseconds(longest_gap),
+               static_cast<long long>(long_gaps),
+               absl::ToDoubleMilliseconds(long_gap_total));
+  if (repeated > 0 && m.error.empty()) {
+    // Redelivery means an ack got lost or late: worth knowing, not a failure.
+    std::fprintf(stderr, "bench: %lld redeliveries in sidecar subscribe\n",
+                 static_cast<long long>(repeated));
+  }
+  return m;
+}
+
+// --- Publish-ack latency at a fixed offered rate (open loop) ---------------
+//
+// Event i is sent at start + i / rate whether or not earlier events have
+// completed, and its latency is counted from that scheduled time to its
+// acknowledgement: a sender held up by a stall (a full buffer, a blocked
+// call) shows as latency instead of hiding it.
+
+using SteadyClock = std::chrono::steady_clock;
+
+struct LatencyMeasurement {
+  Histogram histogram;  // nanoseconds, scheduled send to acknowledgement
+  int64_t sent = 0;
+  int64_t failed = 0;
+  std::string error;
+};
+
+// Collects completions from producer or gRPC threads.
+class LatencyRecorder {
+ public:
+  void Done(SteadyClock::time_point scheduled, const absl::Status& status)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    const int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                           SteadyClock::now() - scheduled)
+                           .count();
+    absl::MutexLock lock(&mu_);
+    ++done_;
+    if (status.ok()) {
+      histogram_.Record(ns);
+    } else {
+      ++failed_;
+      if (first_error_.empty()) first_error_ = status.ToString();
+    }
+  }
+
+  bool WaitDone(int64_t n, absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    auto all = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_ >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&all), timeout);
+  }
+
+  // Moves the results into `m`; call after WaitDone succeeded.
+  void Into(LatencyMeasurement& m) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    m.histogram = histogram_;
+    m.failed = failed_;
+    if (!first_error_.empty() && m.error.empty()) {
+      m.error = absl::StrCat(failed_, " events failed, first: ", first_error_);
+    }
+  }
+
+ private:
+  absl::Mutex mu_;
+  Histogram histogram_ ABSL_GUARDED_BY(mu_);
+  int64_t done_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t failed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string first_error_ ABSL_GUARDED_BY(mu_);
+};
+
+// Calls `send(i, scheduled_time)` for i = 0.. at `rate` per second for
+// `duration`, sleeping until each scheduled time (never waiting for
+// completions), then waits for every completion. `send` must end each event
+// with recorder.Done exactly once.
+template <typename SendFn>
+LatencyMeasurement OpenLoop(double rate, absl::Duration duration, SendFn send) {
+  LatencyMeasurement m;
+  auto recorder = std::make_unique<LatencyRecorder>();
+  const int64_t count =
+      std::max<int64_t>(1, static_cast<int64_t>(rate * absl::ToDoubleSeconds(duration)));
+  const auto period = std::chrono::duration<double, std::nano>(1e9 / rate);
+  const SteadyClock::time_point start =
+      SteadyClock::now() + std::chrono::milliseconds(5);
+  for (int64_t i = 0; i < count; ++i) {
+    const auto scheduled =
+        start + std::chrono::duration_cast<SteadyClock::duration>(period * i);
+    std::this_thread::sleep_until(scheduled);
+    send(i, scheduled, *recorder);
+  }
+  m.sent = count;
+  if (!recorder->WaitDone(count, absl::Seconds(60))) {
+    m.error = "not every event completed within 60 s of the last send";
+    recorder.release();  // late completions still write into it
+    return m;
+  }
+  recorder->Into(m);
+  return m;
+}
+
+LatencyMeasurement LatencyDirect(kafka::RdKafkaProducer& producer,
+                                 const Events& events, double rate,
+                                 absl::Duration duration) {
+  absl::StatusOr<kafka::Record> record = events.Record(0);
+  if (!record.ok()) return LatencyMeasurement{.error = record.status().ToString()};
+  return OpenLoop(rate, duration,
+                  [&](int64_t i, SteadyClock::time_point scheduled,
+                      LatencyRecorder& recorder) {
+                    kafka::Record r = *record;
+                    r.key = absl::StrCat("key-", i % kKeys);
+                    for (kafka::Header& h : r.headers) {
+                      if (h.name == "ce_id") h.value = absl::StrCat("lat-", i);
+                    }
+                    absl::Status accepted = producer.Produce(
+                        std::move(r), absl::Now() + absl::Seconds(60),
+                        [&recorder, scheduled](kafka::DeliveryResult result) {
+                          recorder.Done(scheduled, result.status);
+                        });
+                    if (!accepted.ok()) recorder.Done(scheduled, accepted);
+                  });
+}
+
+// PublishStream through client::Publisher, 1 event per message.
+LatencyMeasurement LatencyStream(const std::shared_ptr<grpc::Channel>& channel,
+                                 const Events& events, double rate,
+                                 absl::Duration duration) {
+  client::PublisherOptions options;
+  options.max_buffered = kStreamWindow;
+  options.batch_size = 1;
+  options.deadline = absl::Seconds(60);
+  client::Publisher publisher(channel, options);
+  // Open the stream and warm it up; not measured.
+  for (int64_t i = 0; i < kWarmupEvents; ++i) {
+    publisher.PublishAsync(events.Request(i),
+                           [](absl::StatusOr<client::PublishResult>) {});
+  }
+  if (absl::Status flushed = publisher.Flush(absl::Seconds(30)); !flushed.ok()) {
+    return LatencyMeasurement{.error = absl::StrCat("warm-up: ", flushed.ToString())};
+  }
+  LatencyMeasurement m = OpenLoop(
+      rate, duration,
+      [&](int64_t i, SteadyClock::time_point scheduled, LatencyRecorder& recorder) {
+        publisher.PublishAsync(
+            events.Request(kWarmupEvents + i),
+            [&recorder, scheduled](absl::StatusOr<client::PublishResult> result) {
+              recorder.Done(scheduled, result.status());
+            });
+      });
+  absl::Status closed = publisher.Close();
+  if (!closed.ok() && m.error.empty()) {
+    m.error = absl::StrCat("Publisher::Close: ", closed.ToString());
+  }
+  return m;
+}
+
+// One latency scenario at one rate, merged over the runs.
+struct LatencyRow {
+  std::string scenario;
+  double rate = 0;
+  size_t payload = 0;
+  Histogram histogram;
+  int64_t sent = 0;
+  int64_t failed = 0;
+  std::vector<std::string> errors;
+  int runs = 0;
+
+  void Add(const LatencyMeasurement& m) {
+    histogram.Merge(m.histogram);
+    sent += m.sent;
+    failed += m.failed;
+    if (!m.error.empty()) errors.push_back(m.error);
+    ++runs;
+  }
+  bool Ok() const {
+    return runs > 0 && errors.empty() && failed == 0 && histogram.count() == sent;
+  }
+  double Ms(double q) const {
+    return static_cast<double>(histogram.Percentile(q)) / 1e6;
+  }
+};
+
 // An EventBusService over a NoopProducer, served on 127.0.0.1:0.
 class NoopServer {
  public:
@@ -459,12 +827,52 @@ class Report {
     return row.MedianEventsPerSecond() / base->MedianEventsPerSecond();
   }
 
+  LatencyRow& Latency(const std::string& scenario, double rate, size_t payload) {
+    for (LatencyRow& row : latency_) {
+      if (row.scenario == scenario && row.rate == rate) return row;
+    }
+    LatencyRow& row = latency_.emplace_back();
+    row.scenario = scenario;
+    row.rate = rate;
+    row.payload = payload;
+    return row;
+  }
+
   bool AllOk() const {
-    if (rows_.empty()) return false;
+    if (rows_.empty() && latency_.empty()) return false;
     for (const Row& row : rows_) {
       if (!row.Ok()) return false;
     }
+    for (const LatencyRow& row : latency_) {
+      if (!row.Ok()) return false;
+    }
     return true;
+  }
+
+  // Publish-ack latency: one line per scenario and rate, then the sidecar's
+  // added latency (sidecar - direct) per rate.
+  std::string LatencyTable() const {
+    if (latency_.empty()) return "";
+    std::string out = absl::StrFormat(
+        "%-26s %8s %8s %9s %9s %9s %9s  %s\n", "latency scenario", "rate/s",
+        "events", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "");
+    for (const LatencyRow& row : latency_) {
+      absl::StrAppend(
+          &out, absl::StrFormat("%-26s %8.0f %8d %9.3f %9.3f %9.3f %9.3f  %s\n",
+                                row.scenario, row.rate, row.sent, row.Ms(0.5),
+                                row.Ms(0.99), row.Ms(0.999),
+                                static_cast<double>(row.histogram.max()) / 1e6,
+                                row.Ok() ? "" : "FAILED"));
+    }
+    for (const auto& [rate, direct, sidecar] : LatencyPairs()) {
+      absl::StrAppend(
+          &out, absl::StrFormat("%-26s %8.0f %8s %+9.3f %+9.3f %+9.3f %9s\n",
+                                "added (sidecar - direct)", rate, "",
+                                sidecar->Ms(0.5) - direct->Ms(0.5),
+                                sidecar->Ms(0.99) - direct->Ms(0.99),
+                                sidecar->Ms(0.999) - direct->Ms(0.999), ""));
+    }
+    return out;
   }
 
   std::string Table() const {
@@ -524,9 +932,45 @@ class Report {
                         ", \"events_per_second\": ",
                         absl::StrFormat("%.1f", m.EventsPerSecond()),
                         ", \"failed\": ", m.failed,
+                        m.long_pauses < 0
+                            ? std::string()
+                            : absl::StrFormat(", \"longest_pause_ms\": %.1f, "
+                                              "\"pauses_over_100ms\": %d",
+                                              m.longest_pause_ms, m.long_pauses),
                         ", \"error\": ", Quote(m.error), "}");
       }
       absl::StrAppend(&out, "]}", r + 1 < rows_.size() ? "," : "", "\n");
+    }
+    absl::StrAppend(&out, "  ],\n  \"latency\": [\n");
+    for (size_t r = 0; r < latency_.size(); ++r) {
+      const LatencyRow& row = latency_[r];
+      absl::StrAppend(
+          &out, "    {\"scenario\": ", Quote(row.scenario),
+          ", \"offered_events_per_second\": ", absl::StrFormat("%.0f", row.rate),
+          ", \"payload_bytes\": ", row.payload, ", \"runs\": ", row.runs,
+          ", \"events\": ", row.sent, ", \"failed\": ", row.failed,
+          absl::StrFormat(", \"p50_ms\": %.4f, \"p99_ms\": %.4f, "
+                          "\"p999_ms\": %.4f, \"max_ms\": %.4f",
+                          row.Ms(0.5), row.Ms(0.99), row.Ms(0.999),
+                          static_cast<double>(row.histogram.max()) / 1e6),
+          ", \"ok\": ", row.Ok() ? "true" : "false", ", \"errors\": [");
+      for (size_t i = 0; i < row.errors.size(); ++i) {
+        absl::StrAppend(&out, i == 0 ? "" : ", ", Quote(row.errors[i]));
+      }
+      absl::StrAppend(&out, "]}", r + 1 < latency_.size() ? "," : "", "\n");
+    }
+    absl::StrAppend(&out, "  ],\n  \"latency_added\": [\n");
+    const auto pairs = LatencyPairs();
+    for (size_t r = 0; r < pairs.size(); ++r) {
+      const auto& [rate, direct, sidecar] = pairs[r];
+      absl::StrAppend(
+          &out,
+          absl::StrFormat("    {\"offered_events_per_second\": %.0f, "
+                          "\"p50_ms\": %.4f, \"p99_ms\": %.4f, \"p999_ms\": %.4f}",
+                          rate, sidecar->Ms(0.5) - direct->Ms(0.5),
+                          sidecar->Ms(0.99) - direct->Ms(0.99),
+                          sidecar->Ms(0.999) - direct->Ms(0.999)),
+          r + 1 < pairs.size() ? "," : "", "\n");
     }
     absl::StrAppend(&out, "  ]\n}\n");
     return out;
@@ -557,7 +1001,23 @@ class Report {
     return out + "\"";
   }
 
+  // (rate, direct row, sidecar row) for every rate that has both.
+  std::vector<std::tuple<double, const LatencyRow*, const LatencyRow*>>
+  LatencyPairs() const {
+    std::vector<std::tuple<double, const LatencyRow*, const LatencyRow*>> out;
+    for (const LatencyRow& d : latency_) {
+      if (d.scenario != kLatencyDirect) continue;
+      for (const LatencyRow& x : latency_) {
+        if (x.scenario == kLatencySidecar && x.rate == d.rate) {
+          out.emplace_back(d.rate, &d, &x);
+        }
+      }
+    }
+    return out;
+  }
+
   std::vector<Row> rows_;
+  std::vector<LatencyRow> latency_;
 };
 
 // VmHWM of this process in KiB, or -1.
@@ -578,13 +1038,15 @@ int64_t PeakRssKb() {
 void Usage() {
   std::fprintf(stderr,
                "usage: eventbus-bench [--brokers HOST:PORT] [--events N] "
-               "[--runs R] [--smoke] [--json PATH]\n"
+               "[--runs R] [--smoke] [--json PATH] [--only G]\n"
                "  --brokers  Kafka bootstrap (default: $TEST_KAFKA_BROKERS)\n"
                "  --events   events per run and scenario with 100 B data "
                "(default 200000; 1 KiB runs use N/4)\n"
                "  --runs     runs of every scenario (default 2)\n"
                "  --smoke    2000 events, 1 run: checks that everything works\n"
-               "  --json     also write the results to PATH\n");
+               "  --json     also write the results to PATH\n"
+               "  --only G   run only group G: publish, subscribe or latency "
+               "(repeatable; default all)\n");
 }
 
 std::optional<Options> ParseArgs(int argc, char** argv) {
@@ -608,6 +1070,9 @@ std::optional<Options> ParseArgs(int argc, char** argv) {
     } else if (arg == "--runs" && (v = value()) &&
                absl::SimpleAtoi(*v, &options.runs) && options.runs > 0) {
       runs_set = true;
+    } else if (arg == "--only" && (v = value()) &&
+               (*v == "publish" || *v == "subscribe" || *v == "latency")) {
+      options.only.push_back(*v);
     } else if (arg == "--json" && (v = value())) {
       options.json_path = *v;
     } else {
@@ -673,6 +1138,20 @@ int Main(int argc, char** argv) {
     }
     events.emplace(payload, Events(topic, payload));
   }
+  // Subscribe scenarios read these, filled by the direct producer first.
+  std::map<size_t, Events> sub_events;
+  if (options.Wants("subscribe")) {
+    for (size_t payload : payloads) {
+      const std::string topic = absl::StrCat(prefix, "-sub-", payload);
+      absl::Status created = CreateTopic(options.brokers, topic, kPartitions);
+      if (!created.ok()) {
+        std::fprintf(stderr, "bench: cannot create topic %s: %s\n", topic.c_str(),
+                     created.ToString().c_str());
+        return 1;
+      }
+      sub_events.emplace(payload, Events(topic, payload));
+    }
+  }
 
   kafka::ProducerOptions producer_options;
   producer_options.properties = properties;
@@ -708,18 +1187,20 @@ int Main(int argc, char** argv) {
 
   Report report;
   for (size_t payload : payloads) {
+    if (!options.Wants("publish")) break;
     report.Get("direct", payload);
     report.Get("sidecar stream b100", payload, "direct", "noop stream b100");
     report.Get("sidecar stream b1", payload, "direct", "noop stream b1");
     report.Get("sidecar unary c64", payload, "direct", "noop unary c64");
   }
   for (size_t payload : payloads) {
+    if (!options.Wants("publish")) break;
     report.Get("noop stream b100", payload);
     report.Get("noop stream b1", payload);
     report.Get("noop unary c64", payload);
   }
 
-  for (int run = 1; run <= options.runs; ++run) {
+  for (int run = 1; run <= options.runs && options.Wants("publish"); ++run) {
     for (size_t payload : payloads) {
       const Events& ev = events.at(payload);
       const int64_t n =
@@ -741,15 +1222,87 @@ int Main(int argc, char** argv) {
     }
   }
 
+  // Subscribe throughput: fill each topic once, then every run reads all of
+  // it in new groups, direct and through the sidecar in turn.
+  auto events_for = [&](size_t payload) {
+    return payload >= 1024 ? std::max<int64_t>(1, options.events / 4)
+                           : options.events;
+  };
+  std::map<size_t, int64_t> sub_totals;
+  for (size_t payload : payloads) {
+    if (!options.Wants("subscribe")) break;
+    report.Get("consume direct", payload);
+    report.Get("sidecar subscribe", payload, "consume direct");
+    // RunDirect writes a warm-up before the timed events.
+    Measurement fill = RunDirect(**direct, sub_events.at(payload), events_for(payload));
+    std::fprintf(stderr, "bench: filled %s with %lld events (%.0f events/s)%s%s\n",
+                 sub_events.at(payload).topic().c_str(),
+                 static_cast<long long>(events_for(payload) + kWarmupEvents),
+                 fill.EventsPerSecond(), fill.error.empty() ? "" : "  FAILED: ",
+                 fill.error.c_str());
+    if (!fill.error.empty()) {
+      report.Get("consume direct", payload).runs.push_back(fill);
+      continue;
+    }
+    sub_totals[payload] = events_for(payload) + kWarmupEvents;
+  }
+  for (int run = 1; run <= options.runs && options.Wants("subscribe"); ++run) {
+    for (const auto& [payload, total] : sub_totals) {
+      const std::string& topic = sub_events.at(payload).topic();
+      auto record = [&](const std::string& scenario, Measurement m) {
+        Progress(scenario, payload, run, m);
+        report.Get(scenario, payload).runs.push_back(std::move(m));
+      };
+      record("consume direct", RunConsumeDirect(options.brokers, topic, total));
+      record("sidecar subscribe", RunSubscribeSidecar(sidecar_channel, topic, total));
+    }
+  }
+
+  // Publish-ack latency, open loop, 100 B events; direct and sidecar in turn
+  // at each rate, histograms merged over the runs.
+  if (options.Wants("latency")) {
+    const std::vector<double> rates =
+        options.smoke ? std::vector<double>{1000} : std::vector<double>{1000, 10000};
+    const absl::Duration duration =
+        options.smoke ? absl::Milliseconds(500) : absl::Seconds(3);
+    const Events& ev = events.at(100);
+    for (int run = 1; run <= options.runs; ++run) {
+      for (double rate : rates) {
+        auto record = [&](const char* scenario, LatencyMeasurement m) {
+          LatencyRow& row = report.Latency(scenario, rate, ev.payload());
+          std::fprintf(stderr,
+                       "bench: run %d latency %-18s @%6.0f/s p50 %.3f ms p99 %.3f "
+                       "ms p99.9 %.3f ms%s%s\n",
+                       run, scenario, rate, m.histogram.Percentile(0.5) / 1e6,
+                       m.histogram.Percentile(0.99) / 1e6,
+                       m.histogram.Percentile(0.999) / 1e6,
+                       m.error.empty() ? "" : "  FAILED: ", m.error.c_str());
+          row.Add(m);
+        };
+        record(kLatencyDirect, LatencyDirect(**direct, ev, rate, duration));
+        record(kLatencySidecar, LatencyStream(sidecar_channel, ev, rate, duration));
+      }
+    }
+  }
+
   absl::Status sidecar_down = (*sidecar)->Shutdown();
   absl::Status direct_down = (*direct)->Shutdown(absl::Seconds(30));
   noop->reset();
 
   const int64_t peak_rss_kb = PeakRssKb();
-  std::printf("\neventbus-bench: publish throughput, %d partitions, %d run(s); "
-              "median of the runs (direct runs between the sidecar scenarios, "
-              "3 per run); MB/s counts event data only\n\n%s\n",
-              kPartitions, options.runs, report.Table().c_str());
+  if (options.Wants("publish") || options.Wants("subscribe")) {
+    std::printf("\neventbus-bench: throughput, %d partitions, %d run(s); "
+                "median of the runs (publish: direct runs between the sidecar "
+                "scenarios, 3 per run; subscribe: a new group per run, rate "
+                "from first to last message); MB/s counts event data only\n\n%s\n",
+                kPartitions, options.runs, report.Table().c_str());
+  }
+  if (options.Wants("latency")) {
+    std::printf("publish-ack latency, open loop (sent on schedule, measured from "
+                "the scheduled send time), 100 B events, 1 event per message, "
+                "%d run(s) merged:\n\n%s\n",
+                options.runs, report.LatencyTable().c_str());
+  }
   std::printf("bench process peak RSS (VmHWM): %.1f MiB\n",
               static_cast<double>(peak_rss_kb) / 1024);
   std::fflush(stdout);
