@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -807,16 +806,6 @@ void GroupConsumer::OnRevoke(rd_kafka_topic_partition_list_t* partitions,
   }
   spdlog::info("group {}: {} {}", options_.group, lost ? "lost" : "revoked",
                absl::StrJoin(names, ", "));
-}
-
-int64_t GroupConsumer::outstanding_messages() const {
-  absl::MutexLock lock(&mu_);
-  return in_progress_messages_;
-}
-
-bool GroupConsumer::paused() const {
-  absl::MutexLock lock(&mu_);
-  return paused_;
 }
 
 }  // namespace eventbus::kafka

@@ -152,10 +152,6 @@ class GroupConsumer {
   // idempotent.
   void Close();
 
-  // Events delivered and not finished (test and metrics view).
-  int64_t outstanding_messages() const;
-  bool paused() const;
-
  private:
   struct Outstanding {
     std::shared_ptr<const InboundRecord> record;

@@ -366,7 +366,7 @@ absl::StatusOr<kafka::Record> EncodeRecord(const v1::PublishRequest& request,
   return record;
 }
 
-absl::StatusOr<v1::Event> DecodeRecord(const kafka::Record& record) {
+absl::StatusOr<v1::Event> DecodeRecord(kafka::Record record) {
   const kafka::Header* content_type = nullptr;
   for (const kafka::Header& h : record.headers) {
     if (absl::EqualsIgnoreCase(h.name, kContentTypeHeader)) content_type = &h;
@@ -385,7 +385,7 @@ absl::StatusOr<v1::Event> DecodeRecord(const kafka::Record& record) {
   }
   if (e.spec_version().empty()) return NotCloudEvent("no ce_specversion header");
   if (content_type != nullptr) e.set_data_content_type(content_type->value);
-  e.set_data(record.value);
+  e.set_data(std::move(record.value));
   return e;
 }
 

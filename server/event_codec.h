@@ -43,9 +43,10 @@ absl::StatusOr<kafka::Record> EncodeRecord(const v1::PublishRequest& request,
                                            ContentMode mode,
                                            int64_t max_event_bytes);
 
-// Decodes a record written in either mode back into an Event. Returns
-// INVALID_ARGUMENT when the record is not a CloudEvent.
-absl::StatusOr<v1::Event> DecodeRecord(const kafka::Record& record);
+// Decodes a record written in either mode back into an Event; the record's
+// value moves into the event's data. Returns INVALID_ARGUMENT when the record
+// is not a CloudEvent.
+absl::StatusOr<v1::Event> DecodeRecord(kafka::Record record);
 
 // RFC 3339 in UTC with as many fractional digits as needed.
 std::string FormatRfc3339(absl::Time t);

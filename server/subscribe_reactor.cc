@@ -169,13 +169,13 @@ v1::Delivery ToProtoDelivery(const kafka::Delivery& delivery) {
   record.key = r.key;
   record.value = r.value.value_or("");
   record.headers = r.headers;
-  absl::StatusOr<v1::Event> event = DecodeRecord(record);
+  absl::StatusOr<v1::Event> event = DecodeRecord(std::move(record));
   if (event.ok()) {
     *d.mutable_event() = *std::move(event);
     return d;
   }
   d.set_raw(true);
-  d.mutable_event()->set_data(std::move(record.value));
+  d.mutable_event()->set_data(r.value.value_or(""));
   for (const kafka::Header& h : r.headers) {
     v1::Header* out = d.add_headers();
     out->set_name(h.name);
@@ -196,8 +196,7 @@ class SubscribeReactor final
                                      v1::SubscribeResponse>,
       public kafka::DeliverySink {
  public:
-  SubscribeReactor(Subscriptions* owner, grpc::CallbackServerContext* context)
-      : owner_(owner), context_(context) {}
+  explicit SubscribeReactor(Subscriptions* owner) : owner_(owner) {}
 
   void Start() {
     StartRead(&request_);
@@ -430,7 +429,6 @@ class SubscribeReactor final
   }
 
   Subscriptions* const owner_;
-  grpc::CallbackServerContext* const context_;
   // Target of StartRead; touched only between StartRead and OnReadDone.
   v1::SubscribeRequest request_;
 
@@ -462,8 +460,8 @@ Subscriptions::~Subscriptions() {
 }
 
 grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
-Subscriptions::Open(grpc::CallbackServerContext* context) {
-  auto* stream = new SubscribeReactor(this, context);
+Subscriptions::Open(grpc::CallbackServerContext* /*context*/) {
+  auto* stream = new SubscribeReactor(this);
   bool draining, full;
   {
     absl::MutexLock lock(&mu_);
