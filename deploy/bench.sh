@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # The eventbus benchmark on a fresh Debian 12 machine: installs what is
 # needed, builds, starts a throw-away local Kafka in build/kafka-bench, runs
-# build/tests/bench/eventbus-bench against it, and stops Kafka. Prints a table
-# of events/s and MB/s: a plain librdkafka producer next to PublishStream
-# (100 and 1 events per message) and unary Publish through an in-process
-# sidecar, and the same gRPC calls against a no-op producer (the gRPC floor);
-# a plain librdkafka group consumer next to Subscribe through the sidecar
-# (auto-ack) on a pre-filled topic; and publish-ack latency p50/p99/p99.9 at
-# 1,000 and 10,000 events/s offered open loop, direct vs PublishStream.
+# build/tests/bench/eventbus-bench against it, and stops Kafka. Prints
+# tables: publish throughput (a plain librdkafka producer next to
+# PublishStream with 100 and 1 events per message and unary Publish through
+# the eventbus-sidecar process, and the same gRPC calls against a server
+# that answers at once: the gRPC floor), subscribe throughput (a plain
+# librdkafka group consumer next to Subscribe with acks), publish-ack and
+# end-to-end latency at 1,000 and 10,000 events/s offered open loop, and the
+# sidecar process's memory and CPU per 1,000 events.
 #
 # Usage: deploy/bench.sh [eventbus-bench arguments...]
 #   deploy/bench.sh                          default sizes (200000 events of 100 B, 2 runs)
 #   deploy/bench.sh --smoke                  a few seconds, checks everything works
 #   deploy/bench.sh --events 50000 --runs 3 --json build/bench.json
-#   deploy/bench.sh --only subscribe         one group: publish, subscribe or latency
+#   deploy/bench.sh --only subscribe         one group: publish, subscribe, latency or resources
 # Exits with eventbus-bench's status: non-zero when an event failed.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

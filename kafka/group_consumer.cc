@@ -12,15 +12,12 @@ namespace eventbus::kafka {
 namespace {
 
 constexpr int kPollTimeoutMs = 100;
-// Records taken from the consumer queue before deliveries are handed on.
+// Records taken from librdkafka before deliveries are handed on.
 constexpr int kMaxRecordsPerRound = 500;
 constexpr absl::Duration kDeadlineScanInterval = absl::Milliseconds(100);
 constexpr int kCommitTimeoutMs = 10000;
 // Ids of deliveries that went away, remembered to explain late acks.
 constexpr size_t kMaxGoneIds = 100000;
-// Records read past the flow-control limits that may wait before the
-// partitions are paused, at least (see UpdatePause).
-constexpr int64_t kMinWaitingMessages = 1000;
 
 std::string PartitionName(const std::string& topic, int32_t partition) {
   return absl::StrCat(topic, "[", partition, "]");
@@ -87,11 +84,12 @@ absl::Status GroupConsumer::Init() {
       {"auto.commit.interval.ms", "1000"},
       {"partition.assignment.strategy", "cooperative-sticky"},
       {"enable.partition.eof", "false"},
-      // Bounded prefetch per member; flow control does the rest. It must
-      // hold more than a second of what the client takes: librdkafka 2.0.2
-      // waits a fixed second before fetching again once this queue was
-      // full, which at 8 MiB stalled a fast client for ~1 s at a time.
-      {"queued.max.messages.kbytes", "32768"},
+      // The read-ahead: records the client has no room for wait here, and
+      // librdkafka stops fetching while it is full. It should hold more
+      // than a second of what the client takes: librdkafka 2.0.2 waits a
+      // fixed second before fetching again once this queue was full.
+      {"queued.max.messages.kbytes",
+       absl::StrCat(std::max<int64_t>(1, options_.read_ahead_bytes >> 10))},
       {"fetch.max.bytes", "8388608"},
       {"auto.offset.reset",
        options_.start == StartPosition::kEarliest ? "earliest" : "latest"},
@@ -118,6 +116,8 @@ absl::Status GroupConsumer::Init() {
   {
     absl::MutexLock lock(&wake_mu_);
     queue_.reset(rd_kafka_queue_get_consumer(rk_.get()));
+    records_.reset(rd_kafka_queue_new(rk_.get()));
+    records_queue_ = records_.get();
   }
 
   RdKafkaTopicPartitionListPtr topics(rd_kafka_topic_partition_list_new(
@@ -156,17 +156,50 @@ void GroupConsumer::Wake() {
   absl::MutexLock lock(&wake_mu_);
   // A yield would cut rd_kafka_consumer_close short (it serves this queue),
   // and librdkafka 2.0.2 then hangs in rd_kafka_destroy.
-  if (!closing_ && queue_ != nullptr) rd_kafka_queue_yield(queue_.get());
+  if (closing_) return;
+  if (queue_ != nullptr) rd_kafka_queue_yield(queue_.get());
+  if (records_ != nullptr) rd_kafka_queue_yield(records_.get());
 }
 
+int GroupConsumer::Room() const {
+  absl::MutexLock lock(&mu_);
+  if (OverLimit() || !waiting_.empty()) return 0;
+  return static_cast<int>(std::min<int64_t>(
+      kMaxRecordsPerRound,
+      options_.max_outstanding_messages - in_progress_messages_));
+}
+
+// Each round serves the consumer queue (rebalances, errors), then takes as
+// many records as the client has room for, blocking on whichever queue can
+// bring progress: the records when there is room, else the consumer queue
+// (an ack wakes it). Records the client has no room for stay in librdkafka,
+// whose queue is bounded (read_ahead_bytes): no pause and resume, so a
+// client working at its limit never waits for a fetch.
 void GroupConsumer::Run() {
+  std::vector<rd_kafka_message_t*> batch(kMaxRecordsPerRound);
   while (!stop_.load()) {
-    int timeout = kPollTimeoutMs;
-    for (int i = 0; i < kMaxRecordsPerRound && !stop_.load(); ++i) {
-      RdKafkaMessagePtr msg(rd_kafka_consumer_poll(rk_.get(), timeout));
-      if (msg == nullptr) break;
-      OnMessage(msg.get());
-      timeout = 0;
+    int room = Room();
+    RdKafkaMessagePtr event(
+        rd_kafka_consumer_poll(rk_.get(), room > 0 ? 0 : kPollTimeoutMs));
+    // Records come here too for a partition whose queue could not be
+    // forwarded (see OnAssign).
+    if (event != nullptr) OnMessage(event.get());
+    room = Room();
+    if (room > 0 && !stop_.load()) {
+      // The first record blocks (consume_batch would wait out its whole
+      // timeout for a full batch); the rest are what is there already.
+      RdKafkaMessagePtr first(rd_kafka_consume_queue(records_queue_, kPollTimeoutMs));
+      if (first != nullptr) {
+        OnMessage(first.get());
+        const ssize_t n = room > 1 ? rd_kafka_consume_batch_queue(
+                                         records_queue_, 0, batch.data(),
+                                         static_cast<size_t>(room - 1))
+                                   : 0;
+        for (ssize_t i = 0; i < n; ++i) {
+          RdKafkaMessagePtr msg(batch[i]);
+          OnMessage(msg.get());
+        }
+      }
     }
     Tick(absl::Now());
     FlushDeliveries();
@@ -200,6 +233,9 @@ void GroupConsumer::Run() {
   {
     absl::MutexLock lock(&wake_mu_);
     queue_.reset();
+    // Records still in it belong to revoked partitions: dropped.
+    records_.reset();
+    records_queue_ = nullptr;
   }
   // Closed above; a second close inside destroy could wait forever.
   rd_kafka_destroy_flags(rk_.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
@@ -245,7 +281,6 @@ void GroupConsumer::OnMessage(const rd_kafka_message_t* msg) {
       return;  // revoked meanwhile, or already seen
     }
     if (OverLimit() || !waiting_.empty()) {
-      waiting_bytes_ += static_cast<int64_t>(record->Bytes());
       waiting_.push_back(std::move(record));
       return;
     }
@@ -259,7 +294,6 @@ void GroupConsumer::AdmitWaiting() {
   while (!waiting_.empty() && !OverLimit()) {
     std::shared_ptr<const InboundRecord> record = std::move(waiting_.front());
     waiting_.pop_front();
-    waiting_bytes_ -= static_cast<int64_t>(record->Bytes());
     ++in_progress_messages_;
     in_progress_bytes_ += static_cast<int64_t>(record->Bytes());
     Admit(std::move(record));
@@ -553,7 +587,6 @@ void GroupConsumer::Tick(absl::Time now) {
     }
   }
   StoreOffsets();
-  UpdatePause();
 }
 
 void GroupConsumer::FlushDeliveries() {
@@ -596,36 +629,6 @@ bool GroupConsumer::OverLimit() const {
          in_progress_bytes_ >= options_.max_outstanding_bytes;
 }
 
-void GroupConsumer::UpdatePause() {
-  absl::MutexLock lock(&mu_);
-  // Records past the limits wait here, read from Kafka but not delivered,
-  // so that a client working at the limit never waits for a fetch. Once
-  // that buffer is full the partitions are paused (which also drops
-  // librdkafka's prefetch); they resume when it has drained to half.
-  const int64_t max_messages =
-      std::max<int64_t>(kMinWaitingMessages, options_.max_outstanding_messages);
-  const bool full = !waiting_.empty() &&
-                    (waiting_bytes_ >= options_.max_waiting_bytes ||
-                     static_cast<int64_t>(waiting_.size()) >= max_messages);
-  const bool drained = waiting_bytes_ <= options_.max_waiting_bytes / 2 &&
-                       static_cast<int64_t>(waiting_.size()) <= max_messages / 2;
-  if (paused_ ? !drained : !full) return;
-  rd_kafka_topic_partition_list_t* assignment = nullptr;
-  if (rd_kafka_assignment(rk_.get(), &assignment) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return;
-  }
-  RdKafkaTopicPartitionListPtr owned(assignment);
-  paused_ = !paused_;
-  if (paused_) {
-    rd_kafka_pause_partitions(rk_.get(), assignment);
-  } else {
-    rd_kafka_resume_partitions(rk_.get(), assignment);
-  }
-  spdlog::debug("group {}: {} ({} delivered and {} waiting messages)",
-                options_.group, paused_ ? "paused" : "resumed",
-                in_progress_messages_, waiting_.size());
-}
-
 void GroupConsumer::RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                                       rd_kafka_topic_partition_list_t* partitions,
                                       void* opaque) noexcept {
@@ -647,20 +650,6 @@ void GroupConsumer::RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     if (!error.empty()) {
       spdlog::error("group {}: assign: {}", self->options_.group, error);
       self->OnRevoke(partitions, /*lost=*/true);
-      return;
-    }
-    bool paused;
-    {
-      absl::MutexLock lock(&self->mu_);
-      paused = self->paused_;
-    }
-    // librdkafka keeps a partition's pause flag across unassign and assign,
-    // so set it either way: a partition paused before it was revoked must
-    // not stay paused when it comes back.
-    if (paused) {
-      rd_kafka_pause_partitions(rk, partitions);
-    } else {
-      rd_kafka_resume_partitions(rk, partitions);
     }
   } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
     self->OnRevoke(partitions, rd_kafka_assignment_lost(rk) != 0);
@@ -717,6 +706,21 @@ void GroupConsumer::OnAssign(rd_kafka_topic_partition_list_t* partitions) {
         }
       }
     }
+  }
+  // Route the partitions' records to records_ before the assignment starts
+  // fetching (librdkafka keeps a forwarding the application set). Should it
+  // fail, the records come through the consumer queue, unbounded by the
+  // client's room but still delivered.
+  for (int i = 0; i < partitions->cnt; ++i) {
+    const rd_kafka_topic_partition_t& p = partitions->elems[i];
+    RdKafkaQueuePtr partition_queue(
+        rd_kafka_queue_get_partition(rk_.get(), p.topic, p.partition));
+    if (partition_queue == nullptr) {
+      spdlog::warn("group {}: no queue for {}", options_.group,
+                   PartitionName(p.topic, p.partition));
+      continue;
+    }
+    rd_kafka_queue_forward(partition_queue.get(), records_queue_);
   }
   std::vector<std::string> names;
   {
@@ -784,9 +788,7 @@ void GroupConsumer::OnRevoke(rd_kafka_topic_partition_list_t* partitions,
     });
     std::erase_if(to_send_, [&](const Delivery& d) { return in_set(*d.record); });
     std::erase_if(waiting_, [&](const std::shared_ptr<const InboundRecord>& r) {
-      if (!in_set(*r)) return false;
-      waiting_bytes_ -= static_cast<int64_t>(r->Bytes());
-      return true;
+      return in_set(*r);
     });
   }
   // Dead-letter writes in flight for these partitions finish on their own;

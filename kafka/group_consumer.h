@@ -62,9 +62,11 @@ struct GroupConsumerOptions {
   absl::Duration retry_backoff = absl::Seconds(1);
   absl::Duration retry_backoff_max = absl::Seconds(60);
   Ordering ordering = Ordering::kUnordered;
-  // Bytes of records read past the flow-control limits that may wait in the
-  // sidecar before the partitions are paused.
-  int64_t max_waiting_bytes = 8 << 20;
+  // Bytes librdkafka may fetch ahead of the client (its
+  // queued.max.messages.kbytes, for all partitions of this member): records
+  // the client has no room for stay there, and fetching stops while it is
+  // full. A kafka.consumer property of that name wins.
+  int64_t read_ahead_bytes = 32 << 20;
   // Deadline for writing one event to the dead-letter topic.
   absl::Duration dead_letter_timeout = absl::Seconds(30);
 };
@@ -113,9 +115,10 @@ struct AckError {
 //
 // A thread polls the consumer, hands records to the sink as deliveries,
 // redelivers what was nacked or not acked in time (with backoff), writes
-// events to the dead-letter topic after their last attempt, pauses the
-// partitions while the client holds too much and commits only offsets whose
-// deliveries, and all before them, were acked.
+// events to the dead-letter topic after their last attempt, takes no more
+// records from librdkafka while the client holds its limit (librdkafka then
+// stops fetching once its bounded queue is full) and commits only offsets
+// whose deliveries, and all before them, were acked.
 //
 // Ack, Nack and DeadLetter may be called from any thread.
 class GroupConsumer {
@@ -189,7 +192,8 @@ class GroupConsumer {
   void Tick(absl::Time now);
   void FlushDeliveries();
   void StoreOffsets() ABSL_LOCKS_EXCLUDED(mu_);
-  void UpdatePause() ABSL_LOCKS_EXCLUDED(mu_);
+  // Records the client has room for now (0 at a limit).
+  int Room() const ABSL_LOCKS_EXCLUDED(mu_);
   void Wake();
 
   // The key that orders `record` under the ordering mode.
@@ -231,9 +235,17 @@ class GroupConsumer {
   Producer* const dead_letters_;
   DeliverySink* const sink_;
   RdKafkaPtr rk_;
-  // Guards queue_ and closing_ against Wake() from other threads.
+  // Guards the queues and closing_ against Wake() from other threads.
   absl::Mutex wake_mu_;
-  RdKafkaQueuePtr queue_ ABSL_GUARDED_BY(wake_mu_);  // the consumer queue
+  // The consumer queue: rebalances and errors (served by every round).
+  RdKafkaQueuePtr queue_ ABSL_GUARDED_BY(wake_mu_);
+  // Every assigned partition's records, forwarded here at assignment so that
+  // they are taken only when the client has room, while the consumer queue
+  // is still served.
+  RdKafkaQueuePtr records_ ABSL_GUARDED_BY(wake_mu_);
+  // records_.get(), for the consumer's thread without the lock (set before
+  // it starts, cleared after it ends).
+  rd_kafka_queue_t* records_queue_ = nullptr;
   bool closing_ ABSL_GUARDED_BY(wake_mu_) = false;
   std::thread thread_;
   std::atomic<bool> stop_{false};
@@ -256,10 +268,9 @@ class GroupConsumer {
   // dead-letter topic.
   int64_t in_progress_messages_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t in_progress_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  // Records read past the limits, in order, not yet delivered.
+  // Records taken from librdkafka past the limits (at most one round's), in
+  // order, not yet delivered.
   std::deque<std::shared_ptr<const InboundRecord>> waiting_ ABSL_GUARDED_BY(mu_);
-  int64_t waiting_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  bool paused_ ABSL_GUARDED_BY(mu_) = false;
   int dead_letters_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // Dead-letter writes failed in a row; sets their retry backoff.
   int dead_letter_failures_ ABSL_GUARDED_BY(mu_) = 0;

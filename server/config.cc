@@ -178,11 +178,11 @@ constexpr KeySpec kKeys[] = {
      .min = 1024,
      .max = int64_t{1} << 40},
     {.key = "subscribe.read_ahead_bytes",
-     .default_text = "8388608",
-     .help = "Bytes of records a Subscribe stream may read past its "
-             "flow-control limits, so a client working at the limit never "
-             "waits for a fetch; when full, the stream's partitions are "
-             "paused.",
+     .default_text = "33554432",
+     .help = "Bytes of records a Subscribe stream's consumer may fetch ahead "
+             "of the client (librdkafka's queued.max.messages.kbytes), so a "
+             "client working at its limit never waits for a fetch; when it "
+             "is full, fetching stops until the client acks.",
      .kind = Kind::kInt,
      .integer = &Config::subscribe_read_ahead_bytes,
      .min = 0,

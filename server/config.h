@@ -49,7 +49,7 @@ struct Config {
   int64_t subscribe_max_outstanding_messages_cap = 100000;
   int64_t subscribe_max_outstanding_bytes = 16 << 20;
   int64_t subscribe_max_outstanding_bytes_cap = 256 << 20;
-  int64_t subscribe_read_ahead_bytes = 8 << 20;
+  int64_t subscribe_read_ahead_bytes = 32 << 20;
   int64_t subscribe_max_streams = 1000;
   absl::Duration subscribe_ack_deadline = absl::Seconds(30);
   int64_t subscribe_max_delivery_attempts = 5;

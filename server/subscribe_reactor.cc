@@ -133,7 +133,7 @@ absl::StatusOr<kafka::GroupConsumerOptions> ToGroupConsumerOptions(
   out.retry_backoff = options.retry_backoff;
   out.retry_backoff_max = options.retry_backoff_max;
   out.dead_letter_timeout = options.dead_letter_timeout;
-  out.max_waiting_bytes = options.read_ahead_bytes;
+  out.read_ahead_bytes = options.read_ahead_bytes;
   switch (s.ordering()) {
     case v1::ORDERING_UNORDERED:
       out.ordering = kafka::Ordering::kUnordered;

@@ -28,7 +28,7 @@ struct SubscribeOptions {
   int64_t max_outstanding_messages_cap = 100000;
   int64_t default_max_outstanding_bytes = 16 << 20;
   int64_t max_outstanding_bytes_cap = 256 << 20;
-  int64_t read_ahead_bytes = 8 << 20;
+  int64_t read_ahead_bytes = 32 << 20;
   // Subscribe streams served at once, at most.
   int64_t max_streams = 1000;
   absl::Duration default_ack_deadline = absl::Seconds(30);

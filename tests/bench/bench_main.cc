@@ -1,47 +1,62 @@
-// eventbus-bench: publish and subscribe throughput and publish-ack latency of
-// the sidecar next to plain librdkafka, on the same Kafka with the same
-// settings.
+// eventbus-bench: throughput, latency, memory and CPU of the sidecar next to
+// plain librdkafka, on the same Kafka with the same producer settings.
 //
-// Scenarios, each with event data of 100 B and 1 KiB, on a fresh topic with
-// 6 partitions per payload size:
+// The sidecar is the eventbus-sidecar binary, run as a process of its own
+// (its CPU time and memory are read from /proc); the gRPC floor is this
+// binary run with --serve-floor: a process whose EventBus service answers
+// every publish at once, without Kafka and without eventbus's work, i.e.
+// what gRPC and Protobuf alone cost per message on this machine.
+//
+// Publish throughput, event data of 100 B and 1 KiB, a fresh topic of 6
+// partitions per size:
 //   direct          kafka::RdKafkaProducer with the sidecar's producer
 //                   properties, as fast as its queue allows;
-//   stream b100     PublishStream through an in-process sidecar, 100 events
-//                   per message (client::Publisher::PublishAsync);
+//   stream b100     PublishStream, 100 events per message
+//                   (client::Publisher::PublishAsync);
 //   stream b1       the same with 1 event per message;
 //   unary c64       unary Publish, 64 calls in flight (callback API);
-//   noop ...        the same three gRPC scenarios against an EventBusService
-//                   whose producer completes every record at once: the floor
-//                   gRPC itself sets.
+//   floor ...       the same three gRPC scenarios against the floor.
 // Direct and sidecar scenarios alternate within each run (direct runs before
-// each sidecar scenario); the table shows the median of the runs. MB/s counts event data bytes only.
+// each sidecar scenario); the table shows the median of the runs. MB/s
+// counts event data bytes only; "cpu ms/1k" is the CPU time per 1,000
+// events of the process doing the work (direct: this process).
 //
 // Subscribe throughput, 100 B and 1 KiB, from a topic of 6 partitions filled
-// first by the direct producer (N + warm-up events); each run reads all of it
-// in a new group from the earliest offset, the rate taken from the first
+// first by the direct producer (N + warm-up events); each run reads all of
+// it in a new group from the earliest offset, the rate taken from the first
 // message to the last:
 //   consume direct     a plain librdkafka group consumer (the GroupConsumer's
 //                      fetch settings), storing the offset of every message,
 //                      auto-commit, a final commit;
-//   sidecar subscribe  Subscribe through the in-process sidecar with
-//                      client::Subscriber, auto-ack, default flow control.
+//   sidecar subscribe  Subscribe with client::Subscriber, auto-ack, default
+//                      flow control.
 //
-// Publish-ack latency, open loop, 100 B events: event i is sent at
-// start + i / rate whatever has completed, its latency counted from that
-// scheduled time to the acknowledgement; 1,000 and 10,000 events/s for 3 s
-// (smoke: 1,000/s for 0.5 s), direct producer vs PublishStream with 1 event
-// per message; p50/p99/p99.9 from a log-bucketed histogram (histogram.h,
+// Latency, open loop, 100 B events, 1,000 and 10,000 events/s for 3 s
+// (smoke: 1,000/s for 0.5 s): event i is sent at start + i / rate whatever
+// has completed, and its latency counted from that scheduled time, so a
+// stall shows instead of hiding. publish-ack: until the producer (direct) or
+// PublishStream with 1 event per message (sidecar) acknowledges it;
+// end-to-end: until a consumer in a new group receives it (direct: a
+// librdkafka consumer; sidecar: Subscribe), the scheduled time travelling in
+// the event data. p50/p99/p99.9 from a log-bucketed histogram (histogram.h,
 // < 0.8% error), merged over the runs; "added" = sidecar - direct.
 //
-// --only publish|subscribe|latency runs one group (repeatable).
+// Sidecar resources: the peak RSS of the sidecar above over all of that;
+// then a fresh sidecar process: RSS idle, RSS peak and CPU per 1,000 events
+// while 10,000 events/s of 1 KiB are published (5 s), then published and
+// subscribed at once (5 s).
+//
+// --only publish|subscribe|latency|resources runs one group (repeatable).
 //
 // Usage: eventbus-bench [--brokers HOST:PORT] [--events N] [--runs R]
-//                       [--smoke] [--json PATH] [--only GROUP]
+//                       [--smoke] [--json PATH] [--only GROUP] [--sidecar PATH]
 // Exits 0 when every scenario ran and every event was published; 1 when an
 // event failed or a scenario could not run; 2 for bad arguments. It asserts
-// no timing.
+// no timing: the targets are read from the table.
 
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
@@ -82,7 +97,8 @@
 #include "server/sidecar.h"
 #include "spdlog/spdlog.h"
 #include "tests/bench/histogram.h"
-#include "tests/bench/noop_producer.h"
+#include "tests/bench/child_process.h"
+#include "tests/bench/floor_service.h"
 
 namespace eventbus::bench {
 namespace {
@@ -99,8 +115,13 @@ constexpr int kUnaryConcurrency = 64;
 constexpr absl::Duration kScenarioTimeout = absl::Minutes(5);
 constexpr char kSource[] = "//eventbus/bench";
 constexpr char kType[] = "com.example.bench";
-constexpr char kLatencyDirect[] = "direct";
-constexpr char kLatencySidecar[] = "sidecar stream b1";
+// Latency scenarios, each sidecar one next to its direct one.
+constexpr char kAckDirect[] = "publish-ack direct";
+constexpr char kAckSidecar[] = "publish-ack sidecar b1";
+constexpr char kE2eDirect[] = "end-to-end direct";
+constexpr char kE2eSidecar[] = "end-to-end sidecar";
+constexpr std::pair<const char*, const char*> kLatencyPairs[] = {
+    {kAckDirect, kAckSidecar}, {kE2eDirect, kE2eSidecar}};
 
 struct Options {
   std::string brokers;
@@ -108,6 +129,7 @@ struct Options {
   int runs = 2;
   bool smoke = false;
   std::string json_path;
+  std::string sidecar_binary = EVENTBUS_SIDECAR_BINARY;
   // Scenario groups to run: publish, subscribe, latency; empty = all.
   std::vector<std::string> only;
 
@@ -185,6 +207,16 @@ struct Measurement {
   // 100 ms or more (-1: not measured).
   double longest_pause_ms = -1;
   int64_t long_pauses = -1;
+  // CPU seconds the serving process spent on the scenario (the sidecar or
+  // floor process; for direct scenarios this process, i.e. librdkafka in
+  // the application), or -1.
+  double cpu_seconds = -1;
+
+  double CpuMsPerThousand() const {
+    return cpu_seconds >= 0 && events > 0
+               ? cpu_seconds * 1e6 / static_cast<double>(events)
+               : -1;
+  }
 
   double EventsPerSecond() const {
     const double s = absl::ToDoubleSeconds(elapsed);
@@ -428,17 +460,18 @@ std::map<std::string, std::string> ConsumerProperties(const std::string& brokers
 // A plain librdkafka group consumer, as an application would write it:
 // subscribe, poll, store the offset of every processed message, auto-commit,
 // commit once more at the end, close.
-Measurement RunConsumeDirect(const std::string& brokers, const std::string& topic,
-                             int64_t total) {
-  Measurement m;
-  const std::string group = absl::StrCat("bench-direct-", RandomSuffix());
-  absl::StatusOr<kafka::RdKafkaConfPtr> conf =
-      kafka::MakeRdKafkaConf(ConsumerProperties(brokers, group));
-  if (!conf.ok()) return Measurement{.error = conf.status().ToString()};
+// A plain librdkafka consumer in a new group (`group_prefix` + random),
+// subscribed to `topic`.
+absl::StatusOr<kafka::RdKafkaPtr> SubscribedConsumer(const std::string& brokers,
+                                                     const std::string& group_prefix,
+                                                     const std::string& topic) {
+  absl::StatusOr<kafka::RdKafkaConfPtr> conf = kafka::MakeRdKafkaConf(
+      ConsumerProperties(brokers, absl::StrCat(group_prefix, RandomSuffix())));
+  if (!conf.ok()) return conf.status();
   char errstr[512];
   kafka::RdKafkaPtr rk(
       rd_kafka_new(RD_KAFKA_CONSUMER, conf->get(), errstr, sizeof(errstr)));
-  if (rk == nullptr) return Measurement{.error = errstr};
+  if (rk == nullptr) return absl::InternalError(errstr);
   conf->release();
   rd_kafka_poll_set_consumer(rk.get());
   kafka::RdKafkaTopicPartitionListPtr topics(rd_kafka_topic_partition_list_new(1));
@@ -446,8 +479,18 @@ Measurement RunConsumeDirect(const std::string& brokers, const std::string& topi
                                     RD_KAFKA_PARTITION_UA);
   if (rd_kafka_resp_err_t err = rd_kafka_subscribe(rk.get(), topics.get());
       err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return Measurement{.error = absl::StrCat("subscribe: ", rd_kafka_err2str(err))};
+    return absl::InternalError(absl::StrCat("subscribe: ", rd_kafka_err2str(err)));
   }
+  return rk;
+}
+
+Measurement RunConsumeDirect(const std::string& brokers, const std::string& topic,
+                             int64_t total) {
+  Measurement m;
+  absl::StatusOr<kafka::RdKafkaPtr> consumer =
+      SubscribedConsumer(brokers, "bench-direct-", topic);
+  if (!consumer.ok()) return Measurement{.error = consumer.status().ToString()};
+  kafka::RdKafkaPtr rk = *std::move(consumer);
   const absl::Time deadline = absl::Now() + kScenarioTimeout;
   absl::Time first, last;
   int64_t got = 0;
@@ -623,14 +666,14 @@ class LatencyRecorder {
 
 // Calls `send(i, scheduled_time)` for i = 0.. at `rate` per second for
 // `duration`, sleeping until each scheduled time (never waiting for
-// completions), then waits for every completion. `send` must end each event
-// with recorder.Done exactly once.
+// completions), then waits until `recorder` has every completion (each
+// event must end with recorder.Done exactly once, from any thread).
 template <typename SendFn>
-LatencyMeasurement OpenLoop(double rate, absl::Duration duration, SendFn send) {
+LatencyMeasurement OpenLoopInto(LatencyRecorder& recorder, double rate,
+                                absl::Duration duration, SendFn send) {
   LatencyMeasurement m;
-  auto recorder = std::make_unique<LatencyRecorder>();
-  const int64_t count =
-      std::max<int64_t>(1, static_cast<int64_t>(rate * absl::ToDoubleSeconds(duration)));
+  const int64_t count = std::max<int64_t>(
+      1, static_cast<int64_t>(rate * absl::ToDoubleSeconds(duration)));
   const auto period = std::chrono::duration<double, std::nano>(1e9 / rate);
   const SteadyClock::time_point start =
       SteadyClock::now() + std::chrono::milliseconds(5);
@@ -638,15 +681,27 @@ LatencyMeasurement OpenLoop(double rate, absl::Duration duration, SendFn send) {
     const auto scheduled =
         start + std::chrono::duration_cast<SteadyClock::duration>(period * i);
     std::this_thread::sleep_until(scheduled);
-    send(i, scheduled, *recorder);
+    send(i, scheduled);
   }
   m.sent = count;
-  if (!recorder->WaitDone(count, absl::Seconds(60))) {
+  if (!recorder.WaitDone(count, absl::Seconds(60))) {
     m.error = "not every event completed within 60 s of the last send";
-    recorder.release();  // late completions still write into it
     return m;
   }
-  recorder->Into(m);
+  recorder.Into(m);
+  return m;
+}
+
+// OpenLoopInto with a recorder of its own: `send(i, scheduled, recorder)`.
+template <typename SendFn>
+LatencyMeasurement OpenLoop(double rate, absl::Duration duration, SendFn send) {
+  auto recorder = std::make_unique<LatencyRecorder>();
+  LatencyMeasurement m = OpenLoopInto(
+      *recorder, rate, duration,
+      [&](int64_t i, SteadyClock::time_point scheduled) {
+        send(i, scheduled, *recorder);
+      });
+  if (!m.error.empty()) recorder.release();  // late completions still write into it
   return m;
 }
 
@@ -731,41 +786,221 @@ struct LatencyRow {
   }
 };
 
-// An EventBusService over a NoopProducer, served on 127.0.0.1:0.
-class NoopServer {
+// --- End-to-end latency: publish to delivery --------------------------------
+//
+// Each event's data starts with its scheduled send time (steady clock,
+// nanoseconds, 8 bytes little-endian; this process both sends and
+// receives); a consumer in a new group reads the topic from the earliest
+// offset and records receive time - scheduled time. Before the timed part,
+// warm-up events (time 0) are sent until the consumer has one, so that the
+// group join is not measured.
+
+std::string StampedData(int64_t scheduled_ns, size_t payload) {
+  std::string data(std::max<size_t>(payload, 8), 'x');
+  for (int i = 0; i < 8; ++i) {
+    data[i] = static_cast<char>((static_cast<uint64_t>(scheduled_ns) >> (8 * i)) & 0xff);
+  }
+  return data;
+}
+
+int64_t ReadStamp(const void* data, size_t size) {
+  if (size < 8) return -1;
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) {
+    v |= static_cast<uint64_t>(static_cast<const unsigned char*>(data)[i]) << (8 * i);
+  }
+  return static_cast<int64_t>(v);
+}
+
+// The stamp of an event scheduled at `t` (never 0, which marks warm-up).
+int64_t StampOf(SteadyClock::time_point t) {
+  return std::max<int64_t>(
+      1, std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch())
+             .count());
+}
+
+// Receives stamped events on another thread; the sender waits on it.
+class StampSink {
  public:
-  static absl::StatusOr<std::unique_ptr<NoopServer>> Start() {
-    auto server = std::unique_ptr<NoopServer>(new NoopServer);
-    server::PublishOptions options;
-    options.default_source = kSource;
-    server->service_ =
-        std::make_unique<server::EventBusService>(&server->producer_, options);
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port);
-    builder.RegisterService(server->service_.get());
-    server->server_ = builder.BuildAndStart();
-    if (server->server_ == nullptr || port == 0) {
-      return absl::UnavailableError("no-op server: cannot listen on 127.0.0.1:0");
+  explicit StampSink(LatencyRecorder* recorder) : recorder_(recorder) {}
+  void Received(int64_t stamp) {
+    if (stamp == 0) {
+      warm_.store(true);
+      return;
     }
-    server->address_ = absl::StrCat("127.0.0.1:", port);
-    return server;
+    if (stamp < 0) return;
+    recorder_->Done(SteadyClock::time_point(std::chrono::nanoseconds(stamp)),
+                    absl::OkStatus());
   }
-  ~NoopServer() {
-    if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
-  }
-  const std::string& address() const { return address_; }
+  bool warm() const { return warm_.load(); }
 
  private:
-  NoopServer() = default;
-  // Declared in destruction order's reverse: the server goes first, then the
-  // service, then the producer (after its last completion).
-  NoopProducer producer_;
-  std::unique_ptr<server::EventBusService> service_;
-  std::unique_ptr<grpc::Server> server_;
-  std::string address_;
+  LatencyRecorder* const recorder_;
+  std::atomic<bool> warm_{false};
 };
+
+// Sends warm-up events with `send_warmup()` every 50 ms until `sink` saw one.
+template <typename WarmupFn>
+bool WarmUp(const StampSink& sink, WarmupFn send_warmup) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (!sink.warm()) {
+    if (absl::Now() > deadline) return false;
+    send_warmup();
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return true;
+}
+
+// Direct: the librdkafka producer and a plain librdkafka group consumer.
+LatencyMeasurement EndToEndDirect(const std::string& brokers,
+                                  kafka::RdKafkaProducer& producer,
+                                  const std::string& topic, size_t payload,
+                                  double rate, absl::Duration duration) {
+  auto recorder = std::make_shared<LatencyRecorder>();
+  StampSink sink(recorder.get());
+  absl::StatusOr<kafka::RdKafkaPtr> subscribed =
+      SubscribedConsumer(brokers, "bench-e2e-", topic);
+  if (!subscribed.ok()) return LatencyMeasurement{.error = subscribed.status().ToString()};
+  kafka::RdKafkaPtr rk = *std::move(subscribed);
+  std::atomic<bool> stop{false};
+  std::thread consumer([&] {
+    while (!stop.load()) {
+      kafka::RdKafkaMessagePtr msg(rd_kafka_consumer_poll(rk.get(), 50));
+      if (msg == nullptr || msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+      sink.Received(ReadStamp(msg->payload, msg->len));
+      rd_kafka_offset_store(msg->rkt, msg->partition, msg->offset);
+    }
+  });
+  kafka::Record base;
+  if (absl::StatusOr<kafka::Record> r = Events(topic, payload).Record(0); r.ok()) {
+    base = *std::move(r);
+  }
+  auto produce = [&](int64_t i, int64_t stamp) {
+    kafka::Record r = base;
+    r.key = absl::StrCat("key-", i % kKeys);
+    r.value = StampedData(stamp, payload);
+    absl::Status accepted = producer.Produce(
+        std::move(r), absl::Now() + absl::Seconds(60),
+        [recorder, stamp](kafka::DeliveryResult result) {
+          if (!result.status.ok() && stamp != 0) {
+            recorder->Done(SteadyClock::now(), result.status);
+          }
+        });
+    if (!accepted.ok() && stamp != 0) recorder->Done(SteadyClock::now(), accepted);
+  };
+  LatencyMeasurement m;
+  if (!WarmUp(sink, [&] { produce(0, 0); })) {
+    m.error = "the consumer received nothing within 60 s";
+  } else {
+    m = OpenLoopInto(*recorder, rate, duration,
+                     [&](int64_t i, SteadyClock::time_point scheduled) {
+                       produce(i, StampOf(scheduled));
+                     });
+  }
+  stop.store(true);
+  consumer.join();
+  rd_kafka_consumer_close(rk.get());
+  return m;
+}
+
+// Through the sidecar: PublishStream with 1 event per message, and
+// Subscribe (client::Subscriber, auto-ack) in a new group.
+LatencyMeasurement EndToEndSidecar(const std::shared_ptr<grpc::Channel>& channel,
+                                   const std::string& topic, size_t payload,
+                                   double rate, absl::Duration duration) {
+  auto recorder = std::make_shared<LatencyRecorder>();
+  StampSink sink(recorder.get());
+  client::SubscriberOptions sub_options;
+  sub_options.topics = {topic};
+  sub_options.group = absl::StrCat("bench-e2e-", RandomSuffix());
+  sub_options.start = v1::START_POSITION_EARLIEST;
+  sub_options.auto_ack = true;
+  client::Subscriber subscriber(channel, sub_options);
+  absl::Status run_status;
+  std::thread runner([&] {
+    run_status = subscriber.Run([&](const v1::Delivery& d) {
+      if (d.attempt() == 1) {
+        sink.Received(ReadStamp(d.event().data().data(), d.event().data().size()));
+      }
+      return absl::OkStatus();
+    });
+  });
+  client::PublisherOptions options;
+  options.max_buffered = kStreamWindow;
+  options.batch_size = 1;
+  options.deadline = absl::Seconds(60);
+  client::Publisher publisher(channel, options);
+  const Events events(topic, payload);
+  auto publish = [&](int64_t i, int64_t stamp) {
+    v1::PublishRequest request = events.Request(i);
+    request.mutable_event()->set_data(StampedData(stamp, payload));
+    publisher.PublishAsync(
+        std::move(request),
+        [recorder, stamp](absl::StatusOr<client::PublishResult> result) {
+          if (!result.ok() && stamp != 0) {
+            recorder->Done(SteadyClock::now(), result.status());
+          }
+        });
+  };
+  LatencyMeasurement m;
+  if (!WarmUp(sink, [&] { publish(0, 0); })) {
+    m.error = "the subscriber received nothing within 60 s";
+  } else {
+    m = OpenLoopInto(*recorder, rate, duration,
+                     [&](int64_t i, SteadyClock::time_point scheduled) {
+                       publish(i, StampOf(scheduled));
+                     });
+  }
+  absl::Status closed = publisher.Close();
+  subscriber.Stop();
+  runner.join();
+  if (!closed.ok() && m.error.empty()) {
+    m.error = absl::StrCat("Publisher::Close: ", closed.ToString());
+  }
+  return m;
+}
+
+// --- Sidecar resources -------------------------------------------------------
+
+// Samples a process's VmRSS every 100 ms on a thread of its own; Max() is
+// the largest sample.
+class RssSampler {
+ public:
+  explicit RssSampler(const ChildServer* child) : child_(child) {
+    thread_ = std::thread([this] {
+      while (!stop_.load()) {
+        if (std::optional<ProcessUsage> u = child_->Usage()) {
+          max_kb_.store(std::max(max_kb_.load(), u->rss_kb));
+        }
+        absl::SleepFor(absl::Milliseconds(100));
+      }
+    });
+  }
+  ~RssSampler() { Stop(); }
+  int64_t Stop() {
+    if (thread_.joinable()) {
+      stop_.store(true);
+      thread_.join();
+    }
+    return max_kb_.load();
+  }
+
+ private:
+  const ChildServer* const child_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> max_kb_{-1};
+  std::thread thread_;
+};
+
+struct ResourceRow {
+  std::string what;
+  double value = -1;
+  std::string unit;
+  std::string target;  // as text, or empty
+  double limit = -1;   // value must be <= limit to meet the target
+  std::string error;
+};
+
 
 // Results of one scenario and payload over every run.
 struct Row {
@@ -783,6 +1018,17 @@ struct Row {
     std::sort(rates.begin(), rates.end());
     const size_t mid = rates.size() / 2;
     return rates.size() % 2 == 1 ? rates[mid] : (rates[mid - 1] + rates[mid]) / 2;
+  }
+  // The median of the runs' CPU ms per 1,000 events, or -1.
+  double MedianCpuMs() const {
+    std::vector<double> v;
+    for (const Measurement& m : runs) {
+      if (m.CpuMsPerThousand() >= 0) v.push_back(m.CpuMsPerThousand());
+    }
+    if (v.empty()) return -1;
+    std::sort(v.begin(), v.end());
+    const size_t mid = v.size() / 2;
+    return v.size() % 2 == 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
   }
   double MedianMegabytesPerSecond() const {
     return MedianEventsPerSecond() * static_cast<double>(payload) / 1e6;
@@ -838,8 +1084,31 @@ class Report {
     return row;
   }
 
+  void AddResource(ResourceRow row) { resources_.push_back(std::move(row)); }
+
+  // Sidecar memory and CPU, each with its target when it has one.
+  std::string ResourcesTable() const {
+    if (resources_.empty()) return "";
+    std::string out = absl::StrFormat("%-58s %10s %-6s %-10s %s\n", "measure",
+                                      "value", "", "target", "");
+    for (const ResourceRow& r : resources_) {
+      std::string verdict;
+      if (!r.error.empty()) {
+        verdict = absl::StrCat("FAILED: ", r.error);
+      } else if (r.limit >= 0) {
+        verdict = r.value <= r.limit ? "met" : "NOT met";
+      }
+      absl::StrAppend(&out, absl::StrFormat("%-58s %10.1f %-6s %-10s %s\n", r.what,
+                                            r.value, r.unit, r.target, verdict));
+    }
+    return out;
+  }
+
   bool AllOk() const {
-    if (rows_.empty() && latency_.empty()) return false;
+    for (const ResourceRow& r : resources_) {
+      if (!r.error.empty()) return false;
+    }
+    if (rows_.empty() && latency_.empty() && resources_.empty()) return false;
     for (const Row& row : rows_) {
       if (!row.Ok()) return false;
     }
@@ -865,9 +1134,11 @@ class Report {
                                 row.Ok() ? "" : "FAILED"));
     }
     for (const auto& [rate, direct, sidecar] : LatencyPairs()) {
+      const bool e2e = direct->scenario == kE2eDirect;
       absl::StrAppend(
           &out, absl::StrFormat("%-26s %8.0f %8s %+9.3f %+9.3f %+9.3f %9s\n",
-                                "added (sidecar - direct)", rate, "",
+                                e2e ? "added end-to-end" : "added publish-ack",
+                                rate, "",
                                 sidecar->Ms(0.5) - direct->Ms(0.5),
                                 sidecar->Ms(0.99) - direct->Ms(0.99),
                                 sidecar->Ms(0.999) - direct->Ms(0.999), ""));
@@ -876,9 +1147,10 @@ class Report {
   }
 
   std::string Table() const {
-    std::string out = absl::StrFormat("%-20s %8s %12s %9s %10s %10s  %s\n",
-                                      "scenario", "payload", "events/s",
-                                      "MB/s", "vs direct", "vs floor", "runs (events/s)");
+    std::string out = absl::StrFormat(
+        "%-20s %8s %12s %9s %10s %10s %10s  %s\n", "scenario", "payload",
+        "events/s", "MB/s", "vs direct", "vs floor", "cpu ms/1k",
+        "runs (events/s)");
     for (const Row& row : rows_) {
       auto ratio = [&](const std::string& base) {
         std::optional<double> r = Ratio(row, base);
@@ -891,23 +1163,26 @@ class Report {
                         m.error.empty() ? "" : "!");
       }
       absl::StrAppend(
-          &out, absl::StrFormat("%-20s %8s %12.0f %9.2f %10s %10s  %s\n",
+          &out, absl::StrFormat("%-20s %8s %12.0f %9.2f %10s %10s %10s  %s\n",
                                 row.scenario, PayloadName(row.payload),
                                 row.MedianEventsPerSecond(),
                                 row.MedianMegabytesPerSecond(),
                                 ratio(row.baseline_direct),
-                                ratio(row.baseline_floor), runs));
+                                ratio(row.baseline_floor),
+                                row.MedianCpuMs() >= 0
+                                    ? absl::StrFormat("%.1f", row.MedianCpuMs())
+                                    : std::string("-"),
+                                runs));
     }
     return out;
   }
 
-  std::string Json(const Options& options, int64_t peak_rss_kb) const {
+  std::string Json(const Options& options) const {
     std::string out = "{\n";
     absl::StrAppend(&out, "  \"brokers\": ", Quote(options.brokers), ",\n",
                     "  \"events_per_run_100b\": ", options.events, ",\n",
                     "  \"runs\": ", options.runs, ",\n",
                     "  \"partitions\": ", kPartitions, ",\n",
-                    "  \"peak_rss_kb\": ", peak_rss_kb, ",\n",
                     "  \"ok\": ", AllOk() ? "true" : "false", ",\n",
                     "  \"results\": [\n");
     for (size_t r = 0; r < rows_.size(); ++r) {
@@ -923,6 +1198,9 @@ class Report {
           ", \"mb_per_second\": ", absl::StrFormat("%.3f", row.MedianMegabytesPerSecond()),
           ", \"ratio_vs_direct\": ", ratio(row.baseline_direct),
           ", \"ratio_vs_floor\": ", ratio(row.baseline_floor),
+          ", \"cpu_ms_per_1000_events\": ",
+          row.MedianCpuMs() >= 0 ? absl::StrFormat("%.3f", row.MedianCpuMs())
+                                 : std::string("null"),
           ", \"ok\": ", row.Ok() ? "true" : "false", ", \"runs\": [");
       for (size_t i = 0; i < row.runs.size(); ++i) {
         const Measurement& m = row.runs[i];
@@ -965,12 +1243,23 @@ class Report {
       const auto& [rate, direct, sidecar] = pairs[r];
       absl::StrAppend(
           &out,
-          absl::StrFormat("    {\"offered_events_per_second\": %.0f, "
+          absl::StrFormat("    {\"kind\": \"%s\", \"offered_events_per_second\": %.0f, "
                           "\"p50_ms\": %.4f, \"p99_ms\": %.4f, \"p999_ms\": %.4f}",
+                          direct->scenario == kE2eDirect ? "end-to-end" : "publish-ack",
                           rate, sidecar->Ms(0.5) - direct->Ms(0.5),
                           sidecar->Ms(0.99) - direct->Ms(0.99),
                           sidecar->Ms(0.999) - direct->Ms(0.999)),
           r + 1 < pairs.size() ? "," : "", "\n");
+    }
+    absl::StrAppend(&out, "  ],\n  \"sidecar_resources\": [\n");
+    for (size_t r = 0; r < resources_.size(); ++r) {
+      const ResourceRow& row = resources_[r];
+      absl::StrAppend(&out, "    {\"measure\": ", Quote(row.what),
+                      absl::StrFormat(", \"value\": %.3f", row.value),
+                      ", \"unit\": ", Quote(row.unit),
+                      ", \"target\": ", Quote(row.target),
+                      ", \"error\": ", Quote(row.error), "}",
+                      r + 1 < resources_.size() ? "," : "", "\n");
     }
     absl::StrAppend(&out, "  ]\n}\n");
     return out;
@@ -1005,11 +1294,13 @@ class Report {
   std::vector<std::tuple<double, const LatencyRow*, const LatencyRow*>>
   LatencyPairs() const {
     std::vector<std::tuple<double, const LatencyRow*, const LatencyRow*>> out;
-    for (const LatencyRow& d : latency_) {
-      if (d.scenario != kLatencyDirect) continue;
-      for (const LatencyRow& x : latency_) {
-        if (x.scenario == kLatencySidecar && x.rate == d.rate) {
-          out.emplace_back(d.rate, &d, &x);
+    for (const auto& [direct, sidecar] : kLatencyPairs) {
+      for (const LatencyRow& d : latency_) {
+        if (d.scenario != direct) continue;
+        for (const LatencyRow& x : latency_) {
+          if (x.scenario == sidecar && x.rate == d.rate) {
+            out.emplace_back(d.rate, &d, &x);
+          }
         }
       }
     }
@@ -1018,35 +1309,37 @@ class Report {
 
   std::vector<Row> rows_;
   std::vector<LatencyRow> latency_;
+  std::vector<ResourceRow> resources_;
 };
 
-// VmHWM of this process in KiB, or -1.
-int64_t PeakRssKb() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) {
-      std::istringstream fields(line.substr(6));
-      int64_t kb = -1;
-      fields >> kb;
-      return kb;
-    }
-  }
-  return -1;
+// CPU seconds (user + system) of this process so far.
+double SelfCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
+double ChildCpuSeconds(const ChildServer& child) {
+  std::optional<ProcessUsage> u = child.Usage();
+  return u ? u->cpu_seconds : -1;
 }
 
 void Usage() {
   std::fprintf(stderr,
                "usage: eventbus-bench [--brokers HOST:PORT] [--events N] "
-               "[--runs R] [--smoke] [--json PATH] [--only G]\n"
+               "[--runs R] [--smoke] [--json PATH] [--only G] [--sidecar PATH]\n"
                "  --brokers  Kafka bootstrap (default: $TEST_KAFKA_BROKERS)\n"
                "  --events   events per run and scenario with 100 B data "
                "(default 200000; 1 KiB runs use N/4)\n"
                "  --runs     runs of every scenario (default 2)\n"
-               "  --smoke    2000 events, 1 run: checks that everything works\n"
+               "  --smoke    2000 events, 1 run, short latency and resource "
+               "phases: checks that everything works\n"
                "  --json     also write the results to PATH\n"
-               "  --only G   run only group G: publish, subscribe or latency "
-               "(repeatable; default all)\n");
+               "  --only G   run only group G: publish, subscribe, latency or "
+               "resources (repeatable; default all)\n"
+               "  --sidecar  the eventbus-sidecar binary (default: the one "
+               "built with this benchmark)\n");
 }
 
 std::optional<Options> ParseArgs(int argc, char** argv) {
@@ -1071,10 +1364,13 @@ std::optional<Options> ParseArgs(int argc, char** argv) {
                absl::SimpleAtoi(*v, &options.runs) && options.runs > 0) {
       runs_set = true;
     } else if (arg == "--only" && (v = value()) &&
-               (*v == "publish" || *v == "subscribe" || *v == "latency")) {
+               (*v == "publish" || *v == "subscribe" || *v == "latency" ||
+                *v == "resources")) {
       options.only.push_back(*v);
     } else if (arg == "--json" && (v = value())) {
       options.json_path = *v;
+    } else if (arg == "--sidecar" && (v = value())) {
+      options.sidecar_binary = *v;
     } else {
       std::fprintf(stderr, "eventbus-bench: bad argument '%s'\n", arg.c_str());
       return std::nullopt;
@@ -1101,7 +1397,134 @@ void Progress(const std::string& scenario, size_t payload, int run,
                m.error.c_str());
 }
 
+// `eventbus-bench --serve-floor ADDRESS`: the gRPC floor server, run by the
+// benchmark as a process of its own. Serves until SIGTERM or SIGINT.
+int ServeFloor(const std::string& address) {
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  grpc::EnableDefaultHealthCheckService(true);
+  FloorService service;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr) {
+    std::fprintf(stderr, "eventbus-bench: floor server cannot listen on %s\n",
+                 address.c_str());
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&stop, &sig);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  return 0;
+}
+
+// Starts an eventbus-sidecar process on a free loopback port.
+absl::StatusOr<std::unique_ptr<ChildServer>> StartSidecar(
+    const Options& options, const std::string& name) {
+  absl::StatusOr<int> port = FreeLoopbackPort();
+  if (!port.ok()) return port.status();
+  const std::string address = absl::StrCat("127.0.0.1:", *port);
+  return ChildServer::Start(
+      name, options.sidecar_binary,
+      {absl::StrCat("--kafka.brokers=", options.brokers),
+       "--kafka.client_id=eventbus-bench", absl::StrCat("--server.listen=", address),
+       absl::StrCat("--events.source=", kSource), "--log.level=warn"},
+      address, absl::Seconds(60));
+}
+
+absl::StatusOr<std::unique_ptr<ChildServer>> StartFloor() {
+  absl::StatusOr<int> port = FreeLoopbackPort();
+  if (!port.ok()) return port.status();
+  const std::string address = absl::StrCat("127.0.0.1:", *port);
+  return ChildServer::Start("floor", "/proc/self/exe", {"--serve-floor", address},
+                            address, absl::Seconds(30));
+}
+
+// Memory and CPU of a fresh sidecar process: idle, then 10,000 events/s of
+// 1 KiB published (PublishStream, 1 event per message), then the same rate
+// published and subscribed at once.
+void MeasureResources(const Options& options, kafka::RdKafkaProducer& direct,
+                      const std::string& prefix, Report& report) {
+  const absl::Duration phase = options.smoke ? absl::Seconds(1) : absl::Seconds(5);
+  const double rate = 10000;
+  const size_t payload = 1024;
+  auto fail = [&](const std::string& what, const std::string& error) {
+    report.AddResource({.what = what, .error = error});
+  };
+  absl::StatusOr<std::unique_ptr<ChildServer>> sidecar =
+      StartSidecar(options, "sidecar-resources");
+  if (!sidecar.ok()) return fail("sidecar start", sidecar.status().ToString());
+  ChildServer& child = **sidecar;
+  // Idle: started, connected to Kafka, nothing asked of it yet.
+  absl::SleepFor(absl::Seconds(2));
+  std::optional<ProcessUsage> idle = child.Usage();
+  if (!idle) return fail("RSS idle", "cannot read /proc");
+  report.AddResource({.what = "RSS idle (started, connected to Kafka)",
+                      .value = idle->rss_kb / 1024.0,
+                      .unit = "MiB",
+                      .target = "<= 20 MiB",
+                      .limit = 20});
+
+  const std::string topic = absl::StrCat(prefix, "-resources");
+  if (absl::Status created = CreateTopic(options.brokers, topic, kPartitions);
+      !created.ok()) {
+    return fail("topic", created.ToString());
+  }
+  const std::shared_ptr<grpc::Channel> channel =
+      client::CreateChannel(child.address());
+  const std::string rate_text = absl::StrFormat("%.0f events/s", rate);
+
+  // Phase 1: publish only.
+  {
+    RssSampler sampler(&child);
+    const double cpu_before = ChildCpuSeconds(child);
+    LatencyMeasurement m =
+        LatencyStream(channel, Events(topic, payload), rate, phase);
+    const double cpu = ChildCpuSeconds(child) - cpu_before;
+    const int64_t max_kb = sampler.Stop();
+    const std::string what =
+        absl::StrCat("RSS peak, publishing ", rate_text, " of 1 KiB");
+    if (!m.error.empty()) return fail(what, m.error);
+    report.AddResource({.what = what, .value = max_kb / 1024.0, .unit = "MiB",
+                        .target = "<= 64 MiB", .limit = 64});
+    report.AddResource(
+        {.what = "CPU per 1,000 events published (1 KiB, 10,000/s)",
+         .value = cpu * 1e6 / static_cast<double>(m.sent + kWarmupEvents),
+         .unit = "ms",
+         .target = "<= 50 ms",
+         .limit = 50});
+  }
+  // Phase 2: publish and subscribe at once (every event goes in and out).
+  {
+    RssSampler sampler(&child);
+    const double cpu_before = ChildCpuSeconds(child);
+    LatencyMeasurement m = EndToEndSidecar(channel, absl::StrCat(topic, "-e2e"),
+                                           payload, rate, phase);
+    const double cpu = ChildCpuSeconds(child) - cpu_before;
+    const int64_t max_kb = sampler.Stop();
+    const std::string what = absl::StrCat("RSS peak, publishing and subscribing ",
+                                          rate_text, " of 1 KiB");
+    if (!m.error.empty()) return fail(what, m.error);
+    report.AddResource({.what = what, .value = max_kb / 1024.0, .unit = "MiB",
+                        .target = "<= 64 MiB", .limit = 64});
+    report.AddResource(
+        {.what = "CPU per 1,000 events published and delivered (1 KiB)",
+         .value = cpu * 1e6 / static_cast<double>(m.sent),
+         .unit = "ms"});
+  }
+  (void)direct;
+  const int code = child.Stop();
+  if (code != 0) fail("sidecar exit", absl::StrCat("exit code ", code));
+}
+
 int Main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--serve-floor") {
+    return ServeFloor(argv[2]);
+  }
   std::optional<Options> parsed = ParseArgs(argc, argv);
   if (!parsed) {
     Usage();
@@ -1113,8 +1536,6 @@ int Main(int argc, char** argv) {
   server::Config config;
   config.brokers = options.brokers;
   config.client_id = "eventbus-bench";
-  config.listen = {"127.0.0.1:0"};
-  config.source = kSource;
   const std::map<std::string, std::string> properties =
       server::ProducerProperties(config);
 
@@ -1128,14 +1549,17 @@ int Main(int argc, char** argv) {
   const std::vector<size_t> payloads = {100, 1024};
   std::map<size_t, Events> events;
   const std::string prefix = absl::StrCat("bench-", RandomSuffix());
-  for (size_t payload : payloads) {
-    const std::string topic = absl::StrCat(prefix, "-", payload);
+  auto create = [&](const std::string& topic) {
     absl::Status created = CreateTopic(options.brokers, topic, kPartitions);
     if (!created.ok()) {
       std::fprintf(stderr, "bench: cannot create topic %s: %s\n", topic.c_str(),
                    created.ToString().c_str());
-      return 1;
     }
+    return created.ok();
+  };
+  for (size_t payload : payloads) {
+    const std::string topic = absl::StrCat(prefix, "-", payload);
+    if (!create(topic)) return 1;
     events.emplace(payload, Events(topic, payload));
   }
   // Subscribe scenarios read these, filled by the direct producer first.
@@ -1143,12 +1567,7 @@ int Main(int argc, char** argv) {
   if (options.Wants("subscribe")) {
     for (size_t payload : payloads) {
       const std::string topic = absl::StrCat(prefix, "-sub-", payload);
-      absl::Status created = CreateTopic(options.brokers, topic, kPartitions);
-      if (!created.ok()) {
-        std::fprintf(stderr, "bench: cannot create topic %s: %s\n", topic.c_str(),
-                     created.ToString().c_str());
-        return 1;
-      }
+      if (!create(topic)) return 1;
       sub_events.emplace(payload, Events(topic, payload));
     }
   }
@@ -1163,42 +1582,62 @@ int Main(int argc, char** argv) {
                  direct.status().ToString().c_str());
     return 1;
   }
-  absl::StatusOr<std::unique_ptr<server::Sidecar>> sidecar =
-      server::Sidecar::Start(config);
-  if (!sidecar.ok()) {
-    std::fprintf(stderr, "bench: sidecar: %s\n", sidecar.status().ToString().c_str());
-    return 1;
-  }
-  absl::StatusOr<std::unique_ptr<NoopServer>> noop = NoopServer::Start();
-  if (!noop.ok()) {
-    std::fprintf(stderr, "bench: %s\n", noop.status().ToString().c_str());
-    return 1;
-  }
-  if (!WaitConnected(**direct, absl::Seconds(30)) ||
-      !WaitConnected((*sidecar)->producer(), absl::Seconds(30))) {
+  if (!WaitConnected(**direct, absl::Seconds(30))) {
     std::fprintf(stderr, "bench: Kafka at %s does not answer\n",
                  options.brokers.c_str());
     return 1;
   }
-  const std::shared_ptr<grpc::Channel> sidecar_channel =
-      client::CreateChannel((*sidecar)->addresses().front());
-  const std::shared_ptr<grpc::Channel> noop_channel =
-      client::CreateChannel((*noop)->address());
-
   Report report;
+  // The sidecar of the throughput and latency scenarios, and the floor.
+  std::unique_ptr<ChildServer> sidecar, floor;
+  if (options.Wants("publish") || options.Wants("subscribe") ||
+      options.Wants("latency")) {
+    absl::StatusOr<std::unique_ptr<ChildServer>> started =
+        StartSidecar(options, "sidecar");
+    if (!started.ok()) {
+      std::fprintf(stderr, "bench: %s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    sidecar = *std::move(started);
+  }
+  if (options.Wants("publish")) {
+    absl::StatusOr<std::unique_ptr<ChildServer>> started = StartFloor();
+    if (!started.ok()) {
+      std::fprintf(stderr, "bench: %s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    floor = *std::move(started);
+  }
+  const std::shared_ptr<grpc::Channel> sidecar_channel =
+      sidecar ? client::CreateChannel(sidecar->address()) : nullptr;
+  const std::shared_ptr<grpc::Channel> floor_channel =
+      floor ? client::CreateChannel(floor->address()) : nullptr;
+
   for (size_t payload : payloads) {
     if (!options.Wants("publish")) break;
     report.Get("direct", payload);
-    report.Get("sidecar stream b100", payload, "direct", "noop stream b100");
-    report.Get("sidecar stream b1", payload, "direct", "noop stream b1");
-    report.Get("sidecar unary c64", payload, "direct", "noop unary c64");
+    report.Get("sidecar stream b100", payload, "direct", "floor stream b100");
+    report.Get("sidecar stream b1", payload, "direct", "floor stream b1");
+    report.Get("sidecar unary c64", payload, "direct", "floor unary c64");
   }
   for (size_t payload : payloads) {
     if (!options.Wants("publish")) break;
-    report.Get("noop stream b100", payload);
-    report.Get("noop stream b1", payload);
-    report.Get("noop unary c64", payload);
+    report.Get("floor stream b100", payload);
+    report.Get("floor stream b1", payload);
+    report.Get("floor unary c64", payload);
   }
+
+  // CPU of the process doing the work: this one for direct scenarios, the
+  // server process for the others.
+  auto timed = [](auto cpu, auto run) {
+    const double before = cpu();
+    Measurement m = run();
+    m.cpu_seconds = cpu() - before;
+    return m;
+  };
+  auto self_cpu = [] { return SelfCpuSeconds(); };
+  auto sidecar_cpu = [&] { return ChildCpuSeconds(*sidecar); };
+  auto floor_cpu = [&] { return ChildCpuSeconds(*floor); };
 
   for (int run = 1; run <= options.runs && options.Wants("publish"); ++run) {
     for (size_t payload : payloads) {
@@ -1209,16 +1648,25 @@ int Main(int argc, char** argv) {
         Progress(scenario, payload, run, m);
         report.Get(scenario, payload).runs.push_back(std::move(m));
       };
+      auto run_direct = [&] {
+        return timed(self_cpu, [&] { return RunDirect(**direct, ev, n); });
+      };
       // Direct and sidecar alternate, so a slow phase of the broker hits both.
-      record("direct", RunDirect(**direct, ev, n));
-      record("sidecar stream b100", RunStream(sidecar_channel, ev, n, 100));
-      record("direct", RunDirect(**direct, ev, n));
-      record("sidecar stream b1", RunStream(sidecar_channel, ev, n, 1));
-      record("direct", RunDirect(**direct, ev, n));
-      record("sidecar unary c64", RunUnary(sidecar_channel, ev, n));
-      record("noop stream b100", RunStream(noop_channel, ev, n, 100));
-      record("noop stream b1", RunStream(noop_channel, ev, n, 1));
-      record("noop unary c64", RunUnary(noop_channel, ev, n));
+      record("direct", run_direct());
+      record("sidecar stream b100",
+             timed(sidecar_cpu, [&] { return RunStream(sidecar_channel, ev, n, 100); }));
+      record("direct", run_direct());
+      record("sidecar stream b1",
+             timed(sidecar_cpu, [&] { return RunStream(sidecar_channel, ev, n, 1); }));
+      record("direct", run_direct());
+      record("sidecar unary c64",
+             timed(sidecar_cpu, [&] { return RunUnary(sidecar_channel, ev, n); }));
+      record("floor stream b100",
+             timed(floor_cpu, [&] { return RunStream(floor_channel, ev, n, 100); }));
+      record("floor stream b1",
+             timed(floor_cpu, [&] { return RunStream(floor_channel, ev, n, 1); }));
+      record("floor unary c64",
+             timed(floor_cpu, [&] { return RunUnary(floor_channel, ev, n); }));
     }
   }
 
@@ -1253,25 +1701,30 @@ int Main(int argc, char** argv) {
         Progress(scenario, payload, run, m);
         report.Get(scenario, payload).runs.push_back(std::move(m));
       };
-      record("consume direct", RunConsumeDirect(options.brokers, topic, total));
-      record("sidecar subscribe", RunSubscribeSidecar(sidecar_channel, topic, total));
+      record("consume direct", timed(self_cpu, [&] {
+               return RunConsumeDirect(options.brokers, topic, total);
+             }));
+      record("sidecar subscribe", timed(sidecar_cpu, [&] {
+               return RunSubscribeSidecar(sidecar_channel, topic, total);
+             }));
     }
   }
 
-  // Publish-ack latency, open loop, 100 B events; direct and sidecar in turn
-  // at each rate, histograms merged over the runs.
+  // Latency, open loop, 100 B events: publish-ack and end-to-end, direct
+  // and sidecar in turn at each rate, histograms merged over the runs.
   if (options.Wants("latency")) {
     const std::vector<double> rates =
         options.smoke ? std::vector<double>{1000} : std::vector<double>{1000, 10000};
     const absl::Duration duration =
         options.smoke ? absl::Milliseconds(500) : absl::Seconds(3);
     const Events& ev = events.at(100);
+    int topics = 0;
     for (int run = 1; run <= options.runs; ++run) {
       for (double rate : rates) {
         auto record = [&](const char* scenario, LatencyMeasurement m) {
           LatencyRow& row = report.Latency(scenario, rate, ev.payload());
           std::fprintf(stderr,
-                       "bench: run %d latency %-18s @%6.0f/s p50 %.3f ms p99 %.3f "
+                       "bench: run %d latency %-24s @%6.0f/s p50 %.3f ms p99 %.3f "
                        "ms p99.9 %.3f ms%s%s\n",
                        run, scenario, rate, m.histogram.Percentile(0.5) / 1e6,
                        m.histogram.Percentile(0.99) / 1e6,
@@ -1279,37 +1732,59 @@ int Main(int argc, char** argv) {
                        m.error.empty() ? "" : "  FAILED: ", m.error.c_str());
           row.Add(m);
         };
-        record(kLatencyDirect, LatencyDirect(**direct, ev, rate, duration));
-        record(kLatencySidecar, LatencyStream(sidecar_channel, ev, rate, duration));
+        record(kAckDirect, LatencyDirect(**direct, ev, rate, duration));
+        record(kAckSidecar, LatencyStream(sidecar_channel, ev, rate, duration));
+        const std::string t1 = absl::StrCat(prefix, "-e2e-", ++topics);
+        const std::string t2 = absl::StrCat(prefix, "-e2e-", ++topics);
+        if (!create(t1) || !create(t2)) return 1;
+        record(kE2eDirect, EndToEndDirect(options.brokers, **direct, t1,
+                                          ev.payload(), rate, duration));
+        record(kE2eSidecar, EndToEndSidecar(sidecar_channel, t2, ev.payload(),
+                                            rate, duration));
       }
     }
   }
 
-  absl::Status sidecar_down = (*sidecar)->Shutdown();
+  std::optional<ProcessUsage> sidecar_usage =
+      sidecar ? sidecar->Usage() : std::nullopt;
+  const int sidecar_exit = sidecar ? sidecar->Stop() : 0;
+  const int floor_exit = floor ? floor->Stop() : 0;
+  if (sidecar_usage) {
+    report.AddResource({.what = "RSS peak (VmHWM) over the throughput and latency runs",
+                        .value = sidecar_usage->peak_rss_kb / 1024.0,
+                        .unit = "MiB"});
+  }
+  if (options.Wants("resources")) {
+    MeasureResources(options, **direct, prefix, report);
+  }
   absl::Status direct_down = (*direct)->Shutdown(absl::Seconds(30));
-  noop->reset();
 
-  const int64_t peak_rss_kb = PeakRssKb();
   if (options.Wants("publish") || options.Wants("subscribe")) {
     std::printf("\neventbus-bench: throughput, %d partitions, %d run(s); "
                 "median of the runs (publish: direct runs between the sidecar "
                 "scenarios, 3 per run; subscribe: a new group per run, rate "
-                "from first to last message); MB/s counts event data only\n\n%s\n",
+                "from first to last message); MB/s counts event data only; "
+                "cpu ms/1k: CPU time per 1,000 events of the process doing "
+                "the work (direct: this process, i.e. librdkafka in the "
+                "application; sidecar and floor: the server process)\n\n%s\n",
                 kPartitions, options.runs, report.Table().c_str());
   }
   if (options.Wants("latency")) {
-    std::printf("publish-ack latency, open loop (sent on schedule, measured from "
-                "the scheduled send time), 100 B events, 1 event per message, "
-                "%d run(s) merged:\n\n%s\n",
+    std::printf("latency, open loop (sent on schedule, measured from the "
+                "scheduled send time), 100 B events, 1 event per message, "
+                "%d run(s) merged; publish-ack: until the publish is "
+                "acknowledged; end-to-end: until a subscriber (new group) "
+                "receives it:\n\n%s\n",
                 options.runs, report.LatencyTable().c_str());
   }
-  std::printf("bench process peak RSS (VmHWM): %.1f MiB\n",
-              static_cast<double>(peak_rss_kb) / 1024);
+  std::printf("sidecar process resources (eventbus-sidecar, a process of its "
+              "own):\n\n%s\n",
+              report.ResourcesTable().c_str());
   std::fflush(stdout);
 
   if (!options.json_path.empty()) {
     std::ofstream json(options.json_path);
-    json << report.Json(options, peak_rss_kb);
+    json << report.Json(options);
     if (!json) {
       std::fprintf(stderr, "bench: cannot write %s\n", options.json_path.c_str());
       return 1;
@@ -1317,9 +1792,12 @@ int Main(int argc, char** argv) {
   }
 
   bool ok = report.AllOk();
-  if (!sidecar_down.ok() || !direct_down.ok()) {
-    std::fprintf(stderr, "bench: shutdown: sidecar %s, direct %s\n",
-                 sidecar_down.ToString().c_str(), direct_down.ToString().c_str());
+  if (sidecar_exit != 0 || floor_exit != 0 || !direct_down.ok()) {
+    std::fprintf(stderr, "bench: shutdown: sidecar exit %d, floor exit %d, direct %s\n",
+                 sidecar_exit, floor_exit, direct_down.ToString().c_str());
+    if (sidecar && sidecar_exit != 0) {
+      std::fprintf(stderr, "sidecar log:\n%s\n", sidecar->Log().c_str());
+    }
     ok = false;
   }
   if (!ok) std::fprintf(stderr, "bench: FAILED: an event failed or a scenario did not run (marked ! above)\n");

@@ -45,7 +45,7 @@ TEST(SubscribeOptionsTest, DefaultsComeFromTheServer) {
   EXPECT_EQ(got->ack_deadline, absl::Seconds(12));
   EXPECT_EQ(got->max_delivery_attempts, 9);
   EXPECT_EQ(got->dead_letter_suffix, ".dead");
-  EXPECT_EQ(got->max_waiting_bytes, 4096);
+  EXPECT_EQ(got->read_ahead_bytes, 4096);
   EXPECT_EQ(got->ordering, kafka::Ordering::kUnordered);
   EXPECT_EQ(got->properties.at("bootstrap.servers"), "b:9092");
 }
