@@ -13,7 +13,6 @@ namespace {
 
 // What librdkafka carries for each record until its delivery report.
 struct MessageContext {
-  std::string topic;
   std::string value;  // librdkafka points into it (no copy), so it lives here
   DeliveryCallback done;
 };
@@ -107,7 +106,7 @@ void RdKafkaProducer::DeliveryReport(rd_kafka_t* /*rk*/,
     result.offset = msg->offset;
   } else {
     result.status = DeliveryErrorToStatus(
-        msg->err, ctx->topic,
+        msg->err, rd_kafka_topic_name(msg->rkt),
         rd_kafka_message_status(msg) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED);
   }
   std::move(ctx->done)(std::move(result));
@@ -140,7 +139,6 @@ RdKafkaProducer::Handle RdKafkaProducer::CurrentHandle() const {
 int RdKafkaProducer::ProduceNow(rd_kafka_t* rk, Record& record,
                                 DeliveryCallback& done) {
   auto ctx = std::make_unique<MessageContext>();
-  ctx->topic = record.topic;
   ctx->value = std::move(record.value);
   ctx->done = std::move(done);
   rd_kafka_headers_t* headers = nullptr;
@@ -155,7 +153,7 @@ int RdKafkaProducer::ProduceNow(rd_kafka_t* rk, Record& record,
   const void* key = record.key ? record.key->data() : nullptr;
   const size_t key_len = record.key ? record.key->size() : 0;
   rd_kafka_resp_err_t err = rd_kafka_producev(
-      rk, RD_KAFKA_V_TOPIC(ctx->topic.c_str()),
+      rk, RD_KAFKA_V_TOPIC(record.topic.c_str()),
       RD_KAFKA_V_VALUE(ctx->value.data(), ctx->value.size()),
       RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_HEADERS(headers),
       RD_KAFKA_V_OPAQUE(ctx.get()), RD_KAFKA_V_END);

@@ -75,38 +75,40 @@ class EventBusService::StreamReactor final
     }
     refs_.fetch_add(request_.requests_size(), std::memory_order_relaxed);
     const absl::Time deadline = service_->ProduceDeadline(*context_);
-    std::vector<v1::PublishResponse> refused;
+    std::vector<std::unique_ptr<v1::PublishResponse>> refused;
     for (v1::PublishRequest& req : *request_.mutable_requests()) {
       absl::StatusOr<kafka::Record> record =
           draining ? absl::StatusOr<kafka::Record>(ShuttingDown())
                    : service_->Encode(req);
       absl::Status status = record.status();
+      // The result, its strings moved out of the request (done with once
+      // encoded). Owned by the delivery callback once the producer took the
+      // record (the callback then fits in AnyInvocable's inline storage);
+      // answered at once otherwise.
+      auto* result = new v1::PublishResponse;
+      result->set_correlation_id(std::move(*req.mutable_correlation_id()));
+      result->set_event_id(std::move(*req.mutable_event()->mutable_id()));
+      result->set_topic(std::move(*req.mutable_topic()));
       if (status.ok()) {
         status = service_->Produce(
             *std::move(record), deadline,
-            [this, correlation_id = req.correlation_id(),
-             event_id = req.event().id(), topic = req.topic()](
-                absl::Status s, int32_t partition, int64_t offset) mutable {
-              v1::PublishResponse r;
-              r.set_correlation_id(std::move(correlation_id));
-              r.set_event_id(std::move(event_id));
-              r.set_topic(std::move(topic));
-              SetResult(s, partition, offset, &r);
+            [this, result](kafka::DeliveryResult delivery) {
+              std::unique_ptr<v1::PublishResponse> r(result);
+              SetResult(delivery.status, delivery.partition, delivery.offset,
+                        r.get());
               OnDelivered(std::move(r));
             });
       }
       if (!status.ok()) {
-        v1::PublishResponse& r = refused.emplace_back();
-        r.set_correlation_id(req.correlation_id());
-        r.set_event_id(req.event().id());
-        r.set_topic(req.topic());
-        SetResult(status, -1, -1, &r);
+        std::unique_ptr<v1::PublishResponse> r(result);
+        SetResult(status, -1, -1, r.get());
+        refused.push_back(std::move(r));
       }
     }
     {
       absl::MutexLock lock(&mu_);
       in_flight_ -= static_cast<int64_t>(refused.size());
-      for (v1::PublishResponse& r : refused) pending_.push_back(std::move(r));
+      for (auto& r : refused) pending_.push_back(std::move(r));
       read_pending_ = false;
       MaybeReadLocked();
       MaybeWriteLocked();
@@ -137,7 +139,8 @@ class EventBusService::StreamReactor final
 
  private:
   // Called on the producer's delivery thread.
-  void OnDelivered(v1::PublishResponse result) ABSL_LOCKS_EXCLUDED(mu_) {
+  void OnDelivered(std::unique_ptr<v1::PublishResponse> result)
+      ABSL_LOCKS_EXCLUDED(mu_) {
     {
       absl::MutexLock lock(&mu_);
       --in_flight_;
@@ -164,7 +167,7 @@ class EventBusService::StreamReactor final
                                 static_cast<int>(pending_.size()));
     writing_.mutable_responses()->Reserve(n);
     for (int i = 0; i < n; ++i) {
-      *writing_.add_responses() = std::move(pending_.front());
+      writing_.mutable_responses()->AddAllocated(pending_.front().release());
       pending_.pop_front();
     }
     write_pending_ = true;
@@ -207,7 +210,7 @@ class EventBusService::StreamReactor final
   std::atomic<int64_t> refs_{1};
 
   absl::Mutex mu_;
-  std::deque<v1::PublishResponse> pending_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::unique_ptr<v1::PublishResponse>> pending_ ABSL_GUARDED_BY(mu_);
   // Passed to StartWrite; lives until OnWriteDone.
   v1::PublishBatchResponse writing_ ABSL_GUARDED_BY(mu_);
   int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
@@ -265,18 +268,13 @@ absl::StatusOr<kafka::Record> EventBusService::Encode(
 }
 
 absl::Status EventBusService::Produce(kafka::Record record, absl::Time deadline,
-                                     DoneFn done) {
+                                     kafka::DeliveryCallback done) {
   if (deadline <= absl::Now()) {
     return absl::DeadlineExceededError(
         "the call's deadline passed before the event could be handed to "
         "Kafka; it was not written");
   }
-  return producer_->Produce(
-      std::move(record), deadline,
-      [done = std::move(done)](kafka::DeliveryResult result) mutable {
-        std::move(done)(std::move(result.status), result.partition,
-                        result.offset);
-      });
+  return producer_->Produce(std::move(record), deadline, std::move(done));
 }
 
 grpc::ServerUnaryReactor* EventBusService::Publish(
@@ -296,11 +294,9 @@ grpc::ServerUnaryReactor* EventBusService::Publish(
   absl::Status status = record.status();
   if (status.ok()) {
     status = Produce(*std::move(record), ProduceDeadline(*context),
-                     [this, reactor, response](absl::Status s,
-                                               int32_t partition,
-                                               int64_t offset) {
-                       SetResult(s, partition, offset, response);
-                       reactor->Finish(ToGrpcStatus(s));
+                     [this, reactor, response](kafka::DeliveryResult d) {
+                       SetResult(d.status, d.partition, d.offset, response);
+                       reactor->Finish(ToGrpcStatus(d.status));
                        CallFinished();
                      });
   }
@@ -348,9 +344,8 @@ grpc::ServerUnaryReactor* EventBusService::PublishBatch(
     absl::Status status = record.status();
     if (status.ok()) {
       status = Produce(*std::move(record), deadline,
-                       [state, r](absl::Status s, int32_t partition,
-                                  int64_t offset) {
-                         SetResult(s, partition, offset, r);
+                       [state, r](kafka::DeliveryResult d) {
+                         SetResult(d.status, d.partition, d.offset, r);
                          state->Done();
                        });
     }

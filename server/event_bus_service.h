@@ -69,15 +69,14 @@ class EventBusService final : public v1::EventBus::CallbackService {
 
  private:
   class StreamReactor;
-  using DoneFn = absl::AnyInvocable<void(absl::Status, int32_t partition,
-                                         int64_t offset) &&>;
 
   // Checks `request`, fills in its event's defaults and encodes it.
   absl::StatusOr<kafka::Record> Encode(v1::PublishRequest& request) const;
   // Hands `record` to the producer. On OK, `done` is called later with the
   // outcome, on the producer's thread; otherwise `done` is not called and
   // the status says why the event was refused.
-  absl::Status Produce(kafka::Record record, absl::Time deadline, DoneFn done);
+  absl::Status Produce(kafka::Record record, absl::Time deadline,
+                       kafka::DeliveryCallback done);
   // The deadline to give the producer for a call with `context`.
   absl::Time ProduceDeadline(const grpc::CallbackServerContext& context) const;
 

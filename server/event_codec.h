@@ -37,9 +37,11 @@ absl::Status ValidateTopicName(absl::string_view topic);
 absl::Status PrepareRequest(v1::PublishRequest& request,
                             absl::string_view default_source, absl::Time now);
 
-// Encodes a prepared request as a Kafka record. Returns RESOURCE_EXHAUSTED
-// when key, value and headers together exceed `max_event_bytes`.
-absl::StatusOr<kafka::Record> EncodeRecord(const v1::PublishRequest& request,
+// Encodes a prepared request as a Kafka record; in binary mode the event's
+// data moves into the record (the request's is left empty). Returns
+// RESOURCE_EXHAUSTED when key, value and headers together exceed
+// `max_event_bytes`.
+absl::StatusOr<kafka::Record> EncodeRecord(v1::PublishRequest& request,
                                            ContentMode mode,
                                            int64_t max_event_bytes);
 

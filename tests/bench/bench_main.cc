@@ -1468,6 +1468,9 @@ void MeasureResources(const Options& options, kafka::RdKafkaProducer& direct,
                       .unit = "MiB",
                       .target = "<= 20 MiB",
                       .limit = 20});
+  report.AddResource({.what = "  of which anonymous (not shared library pages)",
+                      .value = idle->anon_rss_kb / 1024.0,
+                      .unit = "MiB"});
 
   const std::string topic = absl::StrCat(prefix, "-resources");
   if (absl::Status created = CreateTopic(options.brokers, topic, kPartitions);

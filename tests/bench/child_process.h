@@ -56,7 +56,8 @@ inline absl::StatusOr<int> FreeLoopbackPort() {
 // CPU time and memory of one process, from /proc.
 struct ProcessUsage {
   double cpu_seconds = 0;  // user + system
-  int64_t rss_kb = -1;     // VmRSS
+  int64_t rss_kb = -1;       // VmRSS
+  int64_t anon_rss_kb = -1;  // RssAnon: private memory, not shared library pages
   int64_t peak_rss_kb = -1;  // VmHWM
 };
 
@@ -85,6 +86,7 @@ inline std::optional<ProcessUsage> ReadUsage(pid_t pid) {
     std::istringstream rest(line.substr(line.find(':') + 1));
     if (line.rfind("VmRSS:", 0) == 0 && (rest >> kb)) usage.rss_kb = kb;
     if (line.rfind("VmHWM:", 0) == 0 && (rest >> kb)) usage.peak_rss_kb = kb;
+    if (line.rfind("RssAnon:", 0) == 0 && (rest >> kb)) usage.anon_rss_kb = kb;
   }
   return usage;
 }

@@ -101,7 +101,7 @@ v1::PublishRequest Prepared(v1::PublishRequest r) {
   return r;
 }
 
-kafka::Record EncodeOrDie(const v1::PublishRequest& r, ContentMode mode) {
+kafka::Record EncodeOrDie(v1::PublishRequest r, ContentMode mode) {
   absl::StatusOr<kafka::Record> record = EncodeRecord(r, mode, kNoLimit);
   EXPECT_TRUE(record.ok()) << record.status();
   return record.ok() ? *std::move(record) : kafka::Record{};
@@ -739,6 +739,45 @@ TEST(FormatRfc3339Test, FormatsUtcWithTheNeededFraction) {
             "2024-05-01T12:34:56.000000001Z");
   EXPECT_EQ(FormatRfc3339(absl::UnixEpoch()), "1970-01-01T00:00:00Z");
   EXPECT_EQ(FormatRfc3339(absl::FromUnixSeconds(-1)), "1969-12-31T23:59:59Z");
+}
+
+TEST(FormatRfc3339Test, AgreesWithAbslFormatTimeAcrossTheRange) {
+  // The hand-written fast path against the general formatter: every
+  // fraction length, leap days, the edges of the fast range and outside it.
+  std::vector<absl::Time> times = {
+      absl::UnixEpoch(),
+      absl::FromUnixSeconds(951782400),                     // 2000-02-29
+      absl::FromUnixSeconds(253402300799) + absl::Nanoseconds(999999999),
+      absl::FromUnixSeconds(253402300800),                  // year 10000
+      absl::UnixEpoch() - absl::Nanoseconds(1),             // before 1970
+      absl::FromUnixSeconds(-62135596800),                  // year 1
+  };
+  uint64_t x = 88172645463325252ull;  // xorshift: fixed, varied times
+  for (int i = 0; i < 2000; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    const int64_t seconds = static_cast<int64_t>(x % 4102444800ull);  // < 2100
+    int64_t nanos = static_cast<int64_t>((x >> 20) % 1000000000);
+    for (int k = 0; k < i % 10; ++k) nanos -= nanos % 10;  // trailing zeros
+    times.push_back(absl::FromUnixSeconds(seconds) + absl::Nanoseconds(nanos));
+  }
+  for (absl::Time t : times) {
+    EXPECT_EQ(FormatRfc3339(t),
+              absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone()))
+        << absl::ToUnixNanos(t);
+  }
+}
+
+TEST(EncodeRecordTest, BinaryModeMovesTheDataOutOfTheRequest) {
+  v1::PublishRequest r = Prepared(FullRequest());
+  const std::string data(5000, 'd');
+  r.mutable_event()->set_data(data);
+  absl::StatusOr<kafka::Record> record =
+      EncodeRecord(r, ContentMode::kBinary, kNoLimit);
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->value, data);
+  EXPECT_TRUE(r.event().data().empty());
 }
 
 }  // namespace
