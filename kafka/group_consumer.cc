@@ -169,6 +169,40 @@ int GroupConsumer::Room() const {
       options_.max_outstanding_messages - in_progress_messages_));
 }
 
+// librdkafka 2.0.2 stops fetching a partition while its queue is over
+// queued.max.messages.kbytes and only looks again when its broker thread
+// wakes up, which with nothing else to do is a second later
+// (fetch.queue.backoff.ms, librdkafka 2.2, makes that configurable). A
+// client reading a backlog faster than the read-ahead per second would
+// wait out most of that second each time the queue ran dry. So when the
+// client has room, no record came, and librdkafka's last fetch saw more in
+// Kafka than was taken for some partition, ask that partition's leader for
+// its watermarks: the request wakes the broker thread, which then fetches
+// at once. At most every 100 ms, and never while records arrive.
+void GroupConsumer::NudgeFetcher(absl::Time now) {
+  if (now < next_nudge_ || stop_.load()) return;
+  next_nudge_ = now + absl::Milliseconds(100);
+  std::vector<std::pair<TopicPartition, int64_t>> positions;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [tp, state] : partitions_) {
+      if (state.next_offset >= 0) positions.emplace_back(tp, state.next_offset);
+    }
+  }
+  for (const auto& [tp, next] : positions) {
+    int64_t low = -1, high = -1;
+    if (rd_kafka_get_watermark_offsets(rk_.get(), tp.topic.c_str(), tp.partition,
+                                       &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high <= next) {
+      continue;
+    }
+    // Blocks for a round trip; one partition's leader is woken per nudge.
+    rd_kafka_query_watermark_offsets(rk_.get(), tp.topic.c_str(), tp.partition,
+                                     &low, &high, 1000);
+    return;
+  }
+}
+
 // Each round serves the consumer queue (rebalances, errors), then takes as
 // many records as the client has room for, blocking on whichever queue can
 // bring progress: the records when there is room, else the consumer queue
@@ -189,6 +223,7 @@ void GroupConsumer::Run() {
       // The first record blocks (consume_batch would wait out its whole
       // timeout for a full batch); the rest are what is there already.
       RdKafkaMessagePtr first(rd_kafka_consume_queue(records_queue_, kPollTimeoutMs));
+      if (first == nullptr) NudgeFetcher(absl::Now());
       if (first != nullptr) {
         OnMessage(first.get());
         const ssize_t n = room > 1 ? rd_kafka_consume_batch_queue(
@@ -280,6 +315,7 @@ void GroupConsumer::OnMessage(const rd_kafka_message_t* msg) {
     if (it == partitions_.end() || !it->second.tracker.Track(record->offset)) {
       return;  // revoked meanwhile, or already seen
     }
+    it->second.next_offset = record->offset + 1;
     if (OverLimit() || !waiting_.empty()) {
       waiting_.push_back(std::move(record));
       return;

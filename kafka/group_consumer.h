@@ -177,6 +177,7 @@ class GroupConsumer {
     std::map<std::string, int> busy;
     std::optional<int64_t> stored;  // last offset handed to offsets_store
     uint64_t generation = 0;        // which assignment this state belongs to
+    int64_t next_offset = -1;       // after the last record taken, or -1
   };
 
   GroupConsumer(GroupConsumerOptions options, Producer* dead_letters,
@@ -194,6 +195,9 @@ class GroupConsumer {
   void StoreOffsets() ABSL_LOCKS_EXCLUDED(mu_);
   // Records the client has room for now (0 at a limit).
   int Room() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Called when the client has room and no record came: if Kafka holds more
+  // for a partition, wakes librdkafka's fetcher (see the definition).
+  void NudgeFetcher(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
   void Wake();
 
   // The key that orders `record` under the ordering mode.
@@ -251,6 +255,7 @@ class GroupConsumer {
   std::atomic<bool> stop_{false};
   bool closed_ = false;  // touched by Close only
   bool cooperative_ = true;  // the assignor's protocol, set by Init
+  absl::Time next_nudge_ = absl::InfinitePast();  // consumer thread only
 
   mutable absl::Mutex mu_;
   std::map<TopicPartition, PartitionState> partitions_ ABSL_GUARDED_BY(mu_);

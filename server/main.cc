@@ -9,6 +9,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "absl/synchronization/mutex.h"
+
 #include "kafka/mock_cluster.h"
 #include "server/config.h"
 #include "server/logging.h"
@@ -32,6 +34,10 @@ sigset_t BlockStopSignals() {
 
 int main(int argc, char** argv) {
   const sigset_t stop_signals = BlockStopSignals();
+  // Debian's Abseil is built in debug mode, where every Mutex::Lock also
+  // updates a global lock-order graph to detect deadlocks: a cost on every
+  // lock of the hot path (measured in perf). The tests keep it on.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::vector<std::string> args;
   bool dev = false;
   for (int i = 1; i < argc; ++i) {
