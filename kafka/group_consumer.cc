@@ -36,6 +36,7 @@ InboundRecord ToInboundRecord(const rd_kafka_message_t* msg) {
   }
   rd_kafka_headers_t* headers = nullptr;
   if (rd_kafka_message_headers(msg, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    r.headers.reserve(rd_kafka_header_cnt(headers));
     const char* name;
     const void* value;
     size_t size;

@@ -215,9 +215,9 @@ absl::Status SetAttribute(absl::string_view name, const std::string& value,
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::Event> DecodeStructured(const kafka::Record& record) {
+absl::StatusOr<v1::Event> DecodeStructured(const std::string& value) {
   google::protobuf::Struct doc;
-  if (!google::protobuf::util::JsonStringToMessage(record.value, &doc).ok()) {
+  if (!google::protobuf::util::JsonStringToMessage(value, &doc).ok()) {
     return NotCloudEvent("structured value is not a JSON object");
   }
   v1::Event e;
@@ -396,26 +396,41 @@ absl::StatusOr<kafka::Record> EncodeRecord(v1::PublishRequest& request,
 }
 
 absl::StatusOr<v1::Event> DecodeRecord(kafka::Record record) {
+  return DecodeEvent(record.headers, std::move(record.value));
+}
+
+absl::StatusOr<v1::Event> DecodeEvent(const std::vector<kafka::Header>& headers,
+                                      std::string value) {
+  v1::Event e;
+  absl::Status status = DecodeEventInto(headers, std::move(value), &e);
+  if (!status.ok()) return status;
+  return e;
+}
+
+absl::Status DecodeEventInto(const std::vector<kafka::Header>& headers,
+                             std::string value, v1::Event* e) {
   const kafka::Header* content_type = nullptr;
-  for (const kafka::Header& h : record.headers) {
+  for (const kafka::Header& h : headers) {
     if (absl::EqualsIgnoreCase(h.name, kContentTypeHeader)) content_type = &h;
   }
   if (content_type != nullptr &&
       absl::StartsWithIgnoreCase(content_type->value, kStructuredContentType)) {
-    return DecodeStructured(record);
+    absl::StatusOr<v1::Event> structured = DecodeStructured(value);
+    if (!structured.ok()) return structured.status();
+    *e = *std::move(structured);
+    return absl::OkStatus();
   }
-  v1::Event e;
-  for (const kafka::Header& h : record.headers) {
+  for (const kafka::Header& h : headers) {
     if (!absl::StartsWith(h.name, kHeaderPrefix)) continue;
     absl::Status s =
         SetAttribute(absl::string_view(h.name).substr(kHeaderPrefix.size()),
-                     h.value, &e);
+                     h.value, e);
     if (!s.ok()) return s;
   }
-  if (e.spec_version().empty()) return NotCloudEvent("no ce_specversion header");
-  if (content_type != nullptr) e.set_data_content_type(content_type->value);
-  e.set_data(std::move(record.value));
-  return e;
+  if (e->spec_version().empty()) return NotCloudEvent("no ce_specversion header");
+  if (content_type != nullptr) e->set_data_content_type(content_type->value);
+  e->set_data(std::move(value));
+  return absl::OkStatus();
 }
 
 }  // namespace eventbus::server

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -49,6 +50,13 @@ absl::StatusOr<kafka::Record> EncodeRecord(v1::PublishRequest& request,
 // value moves into the event's data. Returns INVALID_ARGUMENT when the record
 // is not a CloudEvent.
 absl::StatusOr<v1::Event> DecodeRecord(kafka::Record record);
+// The same from a record's headers and value (which moves into the data).
+absl::StatusOr<v1::Event> DecodeEvent(const std::vector<kafka::Header>& headers,
+                                      std::string value);
+// The same into `*e` (which may be on an arena); on an error `*e` is left
+// partly filled.
+absl::Status DecodeEventInto(const std::vector<kafka::Header>& headers,
+                             std::string value, v1::Event* e);
 
 // RFC 3339 in UTC with as many fractional digits as needed.
 std::string FormatRfc3339(absl::Time t);

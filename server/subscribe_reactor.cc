@@ -27,6 +27,13 @@ constexpr absl::Duration kMinAckDeadline = absl::Seconds(1);
 constexpr absl::Duration kMaxAckDeadline = absl::Minutes(10);
 constexpr int kMaxDeliveryAttempts = 1000;
 
+google::protobuf::ArenaOptions ArenaOptionsForWrites() {
+  google::protobuf::ArenaOptions options;
+  options.start_block_size = 64 << 10;
+  options.max_block_size = 1 << 20;
+  return options;
+}
+
 absl::Status Invalid(absl::string_view field, absl::string_view problem) {
   return absl::InvalidArgumentError(
       absl::StrCat("subscription.", field, ": ", problem));
@@ -151,40 +158,38 @@ absl::StatusOr<kafka::GroupConsumerOptions> ToGroupConsumerOptions(
 }
 
 v1::Delivery ToProtoDelivery(const kafka::Delivery& delivery) {
-  const kafka::InboundRecord& r = *delivery.record;
   v1::Delivery d;
-  d.set_delivery_id(delivery.id);
-  d.set_topic(r.topic);
-  d.set_partition(r.partition);
-  d.set_offset(r.offset);
-  if (r.key) d.set_key(*r.key);
+  FillDelivery(delivery, &d);
+  return d;
+}
+
+void FillDelivery(const kafka::Delivery& delivery, v1::Delivery* d) {
+  const kafka::InboundRecord& r = *delivery.record;
+  d->set_delivery_id(delivery.id);
+  d->set_topic(r.topic);
+  d->set_partition(r.partition);
+  d->set_offset(r.offset);
+  if (r.key) d->set_key(*r.key);
   if (r.timestamp_ms >= 0) {
-    d.mutable_record_time()->set_seconds(r.timestamp_ms / 1000);
-    d.mutable_record_time()->set_nanos(
+    d->mutable_record_time()->set_seconds(r.timestamp_ms / 1000);
+    d->mutable_record_time()->set_nanos(
         static_cast<int32_t>((r.timestamp_ms % 1000) * 1000000));
   }
-  d.set_attempt(delivery.attempt);
-  kafka::Record record;
-  record.topic = r.topic;
-  record.key = r.key;
-  record.value = r.value.value_or("");
-  record.headers = r.headers;
-  absl::StatusOr<v1::Event> event = DecodeRecord(std::move(record));
-  if (event.ok()) {
-    *d.mutable_event() = *std::move(event);
-    return d;
+  d->set_attempt(delivery.attempt);
+  if (DecodeEventInto(r.headers, r.value.value_or(""), d->mutable_event()).ok()) {
+    return;
   }
-  d.set_raw(true);
-  d.mutable_event()->set_data(r.value.value_or(""));
+  d->set_raw(true);
+  d->mutable_event()->Clear();
+  d->mutable_event()->set_data(r.value.value_or(""));
   for (const kafka::Header& h : r.headers) {
-    v1::Header* out = d.add_headers();
+    v1::Header* out = d->add_headers();
     out->set_name(h.name);
     out->set_value(h.value);
     if (absl::EqualsIgnoreCase(h.name, "content-type")) {
-      d.mutable_event()->set_data_content_type(h.value);
+      d->mutable_event()->set_data_content_type(h.value);
     }
   }
-  return d;
 }
 
 // One Subscribe call: one member of the consumer group. Modeled on grpc's
@@ -237,7 +242,8 @@ class SubscribeReactor final
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
     write_pending_ = false;
-    writing_.Clear();
+    writing_ = nullptr;
+    arena_.Reset();
     if (finishing_) {
       // Finish waited for this write: a Finish is a last write.
       finish_called_ = true;
@@ -272,27 +278,23 @@ class SubscribeReactor final
 
   uint64_t FirstUnsentId() override {
     absl::MutexLock lock(&mu_);
-    return pending_.empty() ? UINT64_MAX : pending_.front().delivery_id();
+    return pending_.empty() ? UINT64_MAX : pending_.front().id;
   }
 
-  // kafka::DeliverySink, called on the consumer's thread.
+  // kafka::DeliverySink, called on the consumer's thread. Deliveries are
+  // converted to Protobuf when written, onto the write's arena.
   void Deliver(std::vector<kafka::Delivery> deliveries) override {
-    std::vector<v1::Delivery> converted;
-    converted.reserve(deliveries.size());
-    for (const kafka::Delivery& d : deliveries) {
-      converted.push_back(ToProtoDelivery(d));
-    }
     absl::MutexLock lock(&mu_);
     if (finish_called_ || finishing_) return;
-    for (v1::Delivery& d : converted) pending_.push_back(std::move(d));
+    for (kafka::Delivery& d : deliveries) pending_.push_back(std::move(d));
     MaybeWriteLocked();
   }
 
   void Revoked(const std::vector<kafka::TopicPartition>& partitions) override {
     std::set<kafka::TopicPartition> revoked(partitions.begin(), partitions.end());
     absl::MutexLock lock(&mu_);
-    std::erase_if(pending_, [&revoked](const v1::Delivery& d) {
-      return revoked.count({d.topic(), d.partition()}) > 0;
+    std::erase_if(pending_, [&revoked](const kafka::Delivery& d) {
+      return revoked.count({d.record->topic, d.record->partition}) > 0;
     });
   }
 
@@ -396,20 +398,24 @@ class SubscribeReactor final
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (write_pending_ || finish_called_ || finishing_) return;
     if (pending_.empty() && ack_errors_.empty()) return;
+    // One arena per write: a batch of deliveries is one or a few blocks
+    // instead of some twenty heap allocations per delivery.
+    writing_ = google::protobuf::Arena::CreateMessage<v1::SubscribeResponse>(&arena_);
     size_t bytes = 0;
     while (!pending_.empty() &&
-           writing_.deliveries_size() < kMaxDeliveriesPerWrite &&
-           (bytes < kMaxBytesPerWrite || writing_.deliveries_size() == 0)) {
-      bytes += pending_.front().ByteSizeLong();
-      *writing_.add_deliveries() = std::move(pending_.front());
+           writing_->deliveries_size() < kMaxDeliveriesPerWrite &&
+           (bytes < kMaxBytesPerWrite || writing_->deliveries_size() == 0)) {
+      v1::Delivery* d = writing_->add_deliveries();
+      FillDelivery(pending_.front(), d);
+      bytes += d->ByteSizeLong();
       pending_.pop_front();
     }
     while (!ack_errors_.empty()) {
-      *writing_.add_ack_errors() = std::move(ack_errors_.front());
+      *writing_->add_ack_errors() = std::move(ack_errors_.front());
       ack_errors_.pop_front();
     }
     write_pending_ = true;
-    StartWrite(&writing_);
+    StartWrite(writing_);
   }
 
   // Ends the stream: the member leaves the group at once; the status goes
@@ -434,10 +440,13 @@ class SubscribeReactor final
 
   absl::Mutex mu_;
   std::unique_ptr<kafka::GroupConsumer> consumer_ ABSL_GUARDED_BY(mu_);
-  std::deque<v1::Delivery> pending_ ABSL_GUARDED_BY(mu_);
+  // Deliveries not yet written, in order.
+  std::deque<kafka::Delivery> pending_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::AckError> ack_errors_ ABSL_GUARDED_BY(mu_);
-  // Passed to StartWrite; lives until OnWriteDone.
-  v1::SubscribeResponse writing_ ABSL_GUARDED_BY(mu_);
+  // Holds the message being written; reset when the write is done.
+  google::protobuf::Arena arena_ ABSL_GUARDED_BY(mu_){ArenaOptionsForWrites()};
+  // Passed to StartWrite, on arena_; lives until OnWriteDone.
+  v1::SubscribeResponse* writing_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool write_pending_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
   // Finish waits for the write in flight; then final_status_ goes out.

@@ -48,6 +48,8 @@ absl::StatusOr<kafka::GroupConsumerOptions> ToGroupConsumerOptions(
 // Converts what a GroupConsumer delivers into the API's Delivery: the
 // decoded CloudEvent, or the raw record marked `raw`.
 v1::Delivery ToProtoDelivery(const kafka::Delivery& delivery);
+// The same into `*d` (which may be on an arena), which must be empty.
+void FillDelivery(const kafka::Delivery& delivery, v1::Delivery* d);
 
 class SubscribeReactor;
 
