@@ -197,9 +197,10 @@ void GroupConsumer::NudgeFetcher(absl::Time now) {
         high <= next) {
       continue;
     }
-    // Blocks for a round trip; one partition's leader is woken per nudge.
+    // Blocks for a round trip (at most 200 ms, so that a broker outage
+    // cannot hold this thread long); one partition's leader per nudge.
     rd_kafka_query_watermark_offsets(rk_.get(), tp.topic.c_str(), tp.partition,
-                                     &low, &high, 1000);
+                                     &low, &high, 200);
     return;
   }
 }

@@ -18,8 +18,10 @@
 //   floor ...       the same three gRPC scenarios against the floor.
 // Direct and sidecar scenarios alternate within each run (direct runs before
 // each sidecar scenario); the table shows the median of the runs. MB/s
-// counts event data bytes only; "cpu ms/1k" is the CPU time per 1,000
-// events of the process doing the work (direct: this process).
+// counts event data bytes only; "app cpu" and "srv cpu" are the CPU time
+// per 1,000 events of this process (the application: librdkafka when
+// direct, the gRPC client otherwise) and of the server process, from
+// /proc (10 ms ticks: rough for runs shorter than a second).
 //
 // Subscribe throughput, 100 B and 1 KiB, from a topic of 6 partitions filled
 // first by the direct producer (N + warm-up events); each run reads all of
@@ -207,12 +209,13 @@ struct Measurement {
   // 100 ms or more (-1: not measured).
   double longest_pause_ms = -1;
   int64_t long_pauses = -1;
-  // CPU seconds the serving process spent on the scenario (the sidecar or
-  // floor process; for direct scenarios this process, i.e. librdkafka in
-  // the application), or -1.
-  double cpu_seconds = -1;
+  // CPU seconds spent on the scenario by this process (the application:
+  // librdkafka for direct scenarios, the gRPC client for the others) and by
+  // the server process (sidecar or floor; -1 for direct scenarios).
+  double app_cpu_seconds = -1;
+  double server_cpu_seconds = -1;
 
-  double CpuMsPerThousand() const {
+  double PerThousand(double cpu_seconds) const {
     return cpu_seconds >= 0 && events > 0
                ? cpu_seconds * 1e6 / static_cast<double>(events)
                : -1;
@@ -1023,11 +1026,14 @@ struct Row {
     const size_t mid = rates.size() / 2;
     return rates.size() % 2 == 1 ? rates[mid] : (rates[mid - 1] + rates[mid]) / 2;
   }
-  // The median of the runs' CPU ms per 1,000 events, or -1.
-  double MedianCpuMs() const {
+  // The median of the runs' CPU ms per 1,000 events of the application
+  // (server = false) or the server process, or -1.
+  double MedianCpuMs(bool server) const {
     std::vector<double> v;
     for (const Measurement& m : runs) {
-      if (m.CpuMsPerThousand() >= 0) v.push_back(m.CpuMsPerThousand());
+      const double ms =
+          m.PerThousand(server ? m.server_cpu_seconds : m.app_cpu_seconds);
+      if (ms >= 0) v.push_back(ms);
     }
     if (v.empty()) return -1;
     std::sort(v.begin(), v.end());
@@ -1152,9 +1158,12 @@ class Report {
 
   std::string Table() const {
     std::string out = absl::StrFormat(
-        "%-20s %8s %12s %9s %10s %10s %10s  %s\n", "scenario", "payload",
-        "events/s", "MB/s", "vs direct", "vs floor", "cpu ms/1k",
+        "%-20s %8s %12s %9s %10s %10s %8s %8s  %s\n", "scenario", "payload",
+        "events/s", "MB/s", "vs direct", "vs floor", "app cpu", "srv cpu",
         "runs (events/s)");
+    auto cpu = [](double ms) {
+      return ms >= 0 ? absl::StrFormat("%.1f", ms) : std::string("-");
+    };
     for (const Row& row : rows_) {
       auto ratio = [&](const std::string& base) {
         std::optional<double> r = Ratio(row, base);
@@ -1167,16 +1176,14 @@ class Report {
                         m.error.empty() ? "" : "!");
       }
       absl::StrAppend(
-          &out, absl::StrFormat("%-20s %8s %12.0f %9.2f %10s %10s %10s  %s\n",
+          &out, absl::StrFormat("%-20s %8s %12.0f %9.2f %10s %10s %8s %8s  %s\n",
                                 row.scenario, PayloadName(row.payload),
                                 row.MedianEventsPerSecond(),
                                 row.MedianMegabytesPerSecond(),
                                 ratio(row.baseline_direct),
                                 ratio(row.baseline_floor),
-                                row.MedianCpuMs() >= 0
-                                    ? absl::StrFormat("%.1f", row.MedianCpuMs())
-                                    : std::string("-"),
-                                runs));
+                                cpu(row.MedianCpuMs(false)),
+                                cpu(row.MedianCpuMs(true)), runs));
     }
     return out;
   }
@@ -1202,9 +1209,14 @@ class Report {
           ", \"mb_per_second\": ", absl::StrFormat("%.3f", row.MedianMegabytesPerSecond()),
           ", \"ratio_vs_direct\": ", ratio(row.baseline_direct),
           ", \"ratio_vs_floor\": ", ratio(row.baseline_floor),
-          ", \"cpu_ms_per_1000_events\": ",
-          row.MedianCpuMs() >= 0 ? absl::StrFormat("%.3f", row.MedianCpuMs())
-                                 : std::string("null"),
+          ", \"app_cpu_ms_per_1000_events\": ",
+          row.MedianCpuMs(false) >= 0
+              ? absl::StrFormat("%.3f", row.MedianCpuMs(false))
+              : std::string("null"),
+          ", \"server_cpu_ms_per_1000_events\": ",
+          row.MedianCpuMs(true) >= 0
+              ? absl::StrFormat("%.3f", row.MedianCpuMs(true))
+              : std::string("null"),
           ", \"ok\": ", row.Ok() ? "true" : "false", ", \"runs\": [");
       for (size_t i = 0; i < row.runs.size(); ++i) {
         const Measurement& m = row.runs[i];
@@ -1648,15 +1660,16 @@ int Main(int argc, char** argv) {
     report.Get("floor unary c64", payload);
   }
 
-  // CPU of the process doing the work: this one for direct scenarios, the
-  // server process for the others.
-  auto timed = [](auto cpu, auto run) {
-    const double before = cpu();
+  // CPU of this process (the application) and of the server process.
+  auto timed = [](auto server_cpu, auto run) {
+    const double app_before = SelfCpuSeconds();
+    const double server_before = server_cpu();
     Measurement m = run();
-    m.cpu_seconds = cpu() - before;
+    m.app_cpu_seconds = SelfCpuSeconds() - app_before;
+    if (server_before >= 0) m.server_cpu_seconds = server_cpu() - server_before;
     return m;
   };
-  auto self_cpu = [] { return SelfCpuSeconds(); };
+  auto self_cpu = [] { return -1.0; };  // direct: no server process
   auto sidecar_cpu = [&] { return ChildCpuSeconds(*sidecar); };
   auto floor_cpu = [&] { return ChildCpuSeconds(*floor); };
 
@@ -1785,9 +1798,10 @@ int Main(int argc, char** argv) {
                 "median of the runs (publish: direct runs between the sidecar "
                 "scenarios, 3 per run; subscribe: a new group per run, rate "
                 "from first to last message); MB/s counts event data only; "
-                "cpu ms/1k: CPU time per 1,000 events of the process doing "
-                "the work (direct: this process, i.e. librdkafka in the "
-                "application; sidecar and floor: the server process)\n\n%s\n",
+                "app cpu / srv cpu: CPU ms per 1,000 events of the "
+                "application process (librdkafka for direct, the gRPC "
+                "client otherwise) and of the server process (sidecar or "
+                "floor)\n\n%s\n",
                 kPartitions, options.runs, report.Table().c_str());
   }
   if (options.Wants("latency")) {
