@@ -1336,6 +1336,9 @@ double SelfCpuSeconds() {
          static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
+// Kibibytes from /proc as megabytes (10^6 bytes, the unit of the targets).
+double Megabytes(int64_t kb) { return static_cast<double>(kb) * 1024 / 1e6; }
+
 double ChildCpuSeconds(const ChildServer& child) {
   std::optional<ProcessUsage> u = child.Usage();
   return u ? u->cpu_seconds : -1;
@@ -1480,13 +1483,13 @@ void MeasureResources(const Options& options, kafka::RdKafkaProducer& direct,
   std::optional<ProcessUsage> idle = child.Usage();
   if (!idle) return fail("RSS idle", "cannot read /proc");
   report.AddResource({.what = "RSS idle (started, connected to Kafka)",
-                      .value = idle->rss_kb / 1024.0,
-                      .unit = "MiB",
-                      .target = "<= 20 MiB",
+                      .value = Megabytes(idle->rss_kb),
+                      .unit = "MB",
+                      .target = "<= 20 MB",
                       .limit = 20});
   report.AddResource({.what = "  of which anonymous (not shared library pages)",
-                      .value = idle->anon_rss_kb / 1024.0,
-                      .unit = "MiB"});
+                      .value = Megabytes(idle->anon_rss_kb),
+                      .unit = "MB"});
 
   const std::string topic = absl::StrCat(prefix, "-resources");
   if (absl::Status created = CreateTopic(options.brokers, topic, kPartitions);
@@ -1508,8 +1511,8 @@ void MeasureResources(const Options& options, kafka::RdKafkaProducer& direct,
     const std::string what =
         absl::StrCat("RSS peak, publishing ", rate_text, " of 1 KiB");
     if (!m.error.empty()) return fail(what, m.error);
-    report.AddResource({.what = what, .value = max_kb / 1024.0, .unit = "MiB",
-                        .target = "<= 64 MiB", .limit = 64});
+    report.AddResource({.what = what, .value = Megabytes(max_kb), .unit = "MB",
+                        .target = "<= 64 MB", .limit = 64});
     report.AddResource(
         {.what = "CPU per 1,000 events published (1 KiB, 10,000/s)",
          .value = cpu * 1e6 / static_cast<double>(m.sent + kWarmupEvents),
@@ -1541,8 +1544,8 @@ void MeasureResources(const Options& options, kafka::RdKafkaProducer& direct,
     const std::string what = absl::StrCat("RSS peak, publishing and subscribing ",
                                           rate_text, " of 1 KiB");
     if (!m.error.empty()) return fail(what, m.error);
-    report.AddResource({.what = what, .value = max_kb / 1024.0, .unit = "MiB",
-                        .target = "<= 64 MiB", .limit = 64});
+    report.AddResource({.what = what, .value = Megabytes(max_kb), .unit = "MB",
+                        .target = "<= 64 MB", .limit = 64});
     report.AddResource(
         {.what = "CPU per 1,000 events published and delivered (1 KiB)",
          .value = cpu * 1e6 / static_cast<double>(m.sent),
@@ -1785,8 +1788,8 @@ int Main(int argc, char** argv) {
   const int floor_exit = floor ? floor->Stop() : 0;
   if (sidecar_usage) {
     report.AddResource({.what = "RSS peak (VmHWM) over the throughput and latency runs",
-                        .value = sidecar_usage->peak_rss_kb / 1024.0,
-                        .unit = "MiB"});
+                        .value = Megabytes(sidecar_usage->peak_rss_kb),
+                        .unit = "MB"});
   }
   if (options.Wants("resources")) {
     MeasureResources(options, **direct, prefix, report);
