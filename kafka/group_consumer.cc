@@ -15,6 +15,8 @@ constexpr int kPollTimeoutMs = 100;
 // Records taken from librdkafka before deliveries are handed on.
 constexpr int kMaxRecordsPerRound = 500;
 constexpr absl::Duration kDeadlineScanInterval = absl::Milliseconds(100);
+// See NudgeFetcher: how long no record came before the fetcher is woken.
+constexpr absl::Duration kNudgeAfter = absl::Milliseconds(20);
 constexpr int kCommitTimeoutMs = 10000;
 // Ids of deliveries that went away, remembered to explain late acks.
 constexpr size_t kMaxGoneIds = 100000;
@@ -179,17 +181,24 @@ int GroupConsumer::Room() const {
 // client has room, no record came, and librdkafka's last fetch saw more in
 // Kafka than was taken for some partition, ask that partition's leader for
 // its watermarks: the request wakes the broker thread, which then fetches
-// at once. At most every 100 ms, and never while records arrive.
+// at once. Only after 20 ms without a record, and at most every 100 ms.
 void GroupConsumer::NudgeFetcher(absl::Time now) {
   if (now < next_nudge_ || stop_.load()) return;
-  next_nudge_ = now + absl::Milliseconds(100);
   std::vector<std::pair<TopicPartition, int64_t>> positions;
+  // A partition nothing was taken from yet may have a backlog too.
+  bool unknown = false;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [tp, state] : partitions_) {
-      if (state.next_offset >= 0) positions.emplace_back(tp, state.next_offset);
+      if (state.next_offset >= 0) {
+        positions.emplace_back(tp, state.next_offset);
+      } else {
+        unknown = true;
+      }
     }
   }
+  // ... for a while after the assignment: an empty partition stays unknown.
+  behind_ = unknown && now - assigned_at_ < absl::Seconds(10);
   for (const auto& [tp, next] : positions) {
     int64_t low = -1, high = -1;
     if (rd_kafka_get_watermark_offsets(rk_.get(), tp.topic.c_str(), tp.partition,
@@ -199,6 +208,10 @@ void GroupConsumer::NudgeFetcher(absl::Time now) {
     }
     // Blocks for a round trip (at most 200 ms, so that a broker outage
     // cannot hold this thread long); one partition's leader per nudge.
+    behind_ = true;
+    next_nudge_ = now + absl::Milliseconds(100);
+    spdlog::debug("group {}: nudging the fetcher for {} (taken up to {}, Kafka has {})",
+                  options_.group, PartitionName(tp.topic, tp.partition), next, high);
     rd_kafka_query_watermark_offsets(rk_.get(), tp.topic.c_str(), tp.partition,
                                      &low, &high, 200);
     return;
@@ -213,6 +226,7 @@ void GroupConsumer::NudgeFetcher(absl::Time now) {
 // client working at its limit never waits for a fetch.
 void GroupConsumer::Run() {
   std::vector<rd_kafka_message_t*> batch(kMaxRecordsPerRound);
+  absl::Time last_record_at = absl::InfinitePast();
   while (!stop_.load()) {
     int room = Room();
     RdKafkaMessagePtr event(
@@ -224,9 +238,20 @@ void GroupConsumer::Run() {
     if (room > 0 && !stop_.load()) {
       // The first record blocks (consume_batch would wait out its whole
       // timeout for a full batch); the rest are what is there already.
-      RdKafkaMessagePtr first(rd_kafka_consume_queue(records_queue_, kPollTimeoutMs));
-      if (first == nullptr) NudgeFetcher(absl::Now());
+      // While Kafka was seen holding more than was taken, a dry queue is
+      // noticed after kNudgeAfter rather than a whole poll interval.
+      RdKafkaMessagePtr first(rd_kafka_consume_queue(
+          records_queue_, behind_ ? static_cast<int>(absl::ToInt64Milliseconds(kNudgeAfter))
+                                  : kPollTimeoutMs));
+      const absl::Time now = absl::Now();
+      // Only once records have stopped (the nudge blocks this thread for a
+      // round trip, which costs nothing while there is nothing to deliver):
+      // never while records flow, whatever wakes the wait (acks do).
+      if (first == nullptr && now - last_record_at >= kNudgeAfter) {
+        NudgeFetcher(now);
+      }
       if (first != nullptr) {
+        last_record_at = now;
         OnMessage(first.get());
         const ssize_t n = room > 1 ? rd_kafka_consume_batch_queue(
                                          records_queue_, 0, batch.data(),
@@ -745,6 +770,9 @@ void GroupConsumer::OnAssign(rd_kafka_topic_partition_list_t* partitions) {
       }
     }
   }
+  // New partitions may well hold a backlog: look for a dry queue early.
+  behind_ = true;
+  assigned_at_ = absl::Now();
   // Route the partitions' records to records_ before the assignment starts
   // fetching (librdkafka keeps a forwarding the application set). Should it
   // fail, the records come through the consumer queue, unbounded by the

@@ -255,7 +255,11 @@ class GroupConsumer {
   std::atomic<bool> stop_{false};
   bool closed_ = false;  // touched by Close only
   bool cooperative_ = true;  // the assignor's protocol, set by Init
-  absl::Time next_nudge_ = absl::InfinitePast();  // consumer thread only
+  // Consumer thread only: the next NudgeFetcher may act then; whether the
+  // last one found Kafka holding more than was taken.
+  absl::Time next_nudge_ = absl::InfinitePast();
+  bool behind_ = false;
+  absl::Time assigned_at_;  // of the last assignment
 
   mutable absl::Mutex mu_;
   std::map<TopicPartition, PartitionState> partitions_ ABSL_GUARDED_BY(mu_);
