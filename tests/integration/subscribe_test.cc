@@ -418,6 +418,50 @@ TEST_F(SubscribeTest, TwoMembersReceiveEveryEventAndCommitToTheHighWatermark) {
   EXPECT_TRUE(sb.ok()) << sb.error_code() << " " << sb.error_message();
 }
 
+// 1b. A backlog hundreds of times the read-ahead: librdkafka's fetch queue
+// fills and runs dry again and again (each time it stops fetching, and
+// librdkafka 2.0.2 alone looks again only when its broker thread wakes; the
+// consumer wakes it). Every event arrives, in offset order per partition,
+// and the group commits to the high watermarks. (Here: ~3 s; without the
+// wake-up ~27 s. The one-minute bound is only liveness.)
+TEST_F(SubscribeTest, BacklogFarLargerThanTheReadAheadArrivesWhole) {
+  const std::string topic = UniqueTopic("sub-read-ahead");
+  CreateTopic(topic, 3);
+  constexpr int kEvents = 6000;
+  const std::vector<Produced> events = ProduceEvents(topic, kEvents, 50, 4096);
+  const std::map<std::string, Produced> by_id = ById(events);
+  ASSERT_EQ(by_id.size(), static_cast<size_t>(kEvents));
+  StartSidecar([](server::Config& c) {
+    c.subscribe_read_ahead_bytes = 64 << 10;
+    // Small fetches, so that the 24 MB come in ~400 refills of the queue.
+    c.consumer_properties["max.partition.fetch.bytes"] = "65536";
+    c.consumer_properties["fetch.max.bytes"] = "65536";
+    c.consumer_properties["message.max.bytes"] = "65536";
+  });
+
+  SubscribeClient client(stub_.get(), MakeSubscription(topic, group_),
+                         {.auto_ack = true});
+  EXPECT_TRUE(client.WaitReceived(kEvents, absl::Seconds(60)))
+      << client.received() << " of " << kEvents << " events in a minute";
+  EXPECT_EQ(client.event_ids().size(), static_cast<size_t>(kEvents));
+  std::map<int32_t, int64_t> last;  // partition -> last offset delivered
+  for (const SubscribeClient::Received& r : client.history()) {
+    ExpectMatches(r.delivery, topic, by_id);
+    auto [it, first] = last.try_emplace(r.delivery.partition(), r.delivery.offset());
+    if (!first) {
+      EXPECT_GT(r.delivery.offset(), it->second)
+          << "partition " << r.delivery.partition() << " out of order";
+      it->second = r.delivery.offset();
+    }
+    if (::testing::Test::HasFailure()) break;
+  }
+  const std::map<int32_t, int64_t> high = HighWatermarks(topic);
+  EXPECT_EQ(WaitCommitted(group_, topic, high), high);
+  EXPECT_TRUE(client.ack_errors().empty()) << Describe(client.ack_errors());
+  grpc::Status status = client.Close();
+  EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+}
+
 // 2.
 TEST_F(SubscribeTest, CancelledMemberHandsItsUnackedDeliveriesToAnother) {
   const std::string topic = UniqueTopic("sub-cancel");
