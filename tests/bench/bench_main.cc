@@ -1533,6 +1533,21 @@ void MeasureResources(const Options& options, kafka::RdKafkaProducer& direct,
                         .value = cpu * 1e6 / static_cast<double>(m.sent),
                         .unit = "ms"});
   }
+  // And the gRPC floor at the same rate: what gRPC alone costs a server
+  // process per 1,000 messages of 1 KiB arriving one by one.
+  {
+    absl::StatusOr<std::unique_ptr<ChildServer>> floor = StartFloor();
+    const std::string what = "  gRPC floor, same rate: CPU of the floor process";
+    if (!floor.ok()) return fail(what, floor.status().ToString());
+    const double cpu_before = ChildCpuSeconds(**floor);
+    LatencyMeasurement m = LatencyStream(client::CreateChannel((*floor)->address()),
+                                         Events(topic, payload), rate, phase);
+    const double cpu = ChildCpuSeconds(**floor) - cpu_before;
+    if (!m.error.empty()) return fail(what, m.error);
+    report.AddResource({.what = what,
+                        .value = cpu * 1e6 / static_cast<double>(m.sent + kWarmupEvents),
+                        .unit = "ms"});
+  }
   // Phase 2: publish and subscribe at once (every event goes in and out).
   {
     RssSampler sampler(&child);
