@@ -14,9 +14,17 @@ namespace {
 constexpr int kPollTimeoutMs = 100;
 // Records taken from librdkafka before deliveries are handed on.
 constexpr int kMaxRecordsPerRound = 500;
+// Records taken at once before the client's room is looked at again.
+constexpr int kRecordsPerTake = 64;
 constexpr absl::Duration kDeadlineScanInterval = absl::Milliseconds(100);
 // See NudgeFetcher: how long no record came before the fetcher is woken.
 constexpr absl::Duration kNudgeAfter = absl::Milliseconds(20);
+constexpr absl::Duration kNudgeInterval = absl::Milliseconds(100);
+constexpr absl::Duration kNudgeIntervalAfterError = absl::Seconds(1);
+// Nudges at one position and high watermark: a position that never reaches
+// the high watermark (a transaction marker, an open transaction under
+// read_committed) is nudged no more.
+constexpr int kMaxNudgesInPlace = 3;
 constexpr int kCommitTimeoutMs = 10000;
 // Ids of deliveries that went away, remembered to explain late acks.
 constexpr size_t kMaxGoneIds = 100000;
@@ -155,6 +163,16 @@ void GroupConsumer::Close() {
   }
 }
 
+GroupConsumer::Stats GroupConsumer::stats() const {
+  Stats s;
+  s.fetcher_nudges = fetcher_nudges_.load();
+  absl::MutexLock lock(&mu_);
+  s.in_progress_messages = in_progress_messages_;
+  s.in_progress_bytes = in_progress_bytes_;
+  s.waiting = static_cast<int64_t>(waiting_.size());
+  return s;
+}
+
 void GroupConsumer::Wake() {
   absl::MutexLock lock(&wake_mu_);
   // A yield would cut rd_kafka_consumer_close short (it serves this queue),
@@ -167,9 +185,18 @@ void GroupConsumer::Wake() {
 int GroupConsumer::Room() const {
   absl::MutexLock lock(&mu_);
   if (OverLimit() || !waiting_.empty()) return 0;
-  return static_cast<int>(std::min<int64_t>(
+  int64_t room = std::min<int64_t>(
       kMaxRecordsPerRound,
-      options_.max_outstanding_messages - in_progress_messages_));
+      options_.max_outstanding_messages - in_progress_messages_);
+  if (in_progress_messages_ > 0 && in_progress_bytes_ > 0) {
+    // Records to come are guessed to be the size of those in progress, so
+    // that a batch of large records does not pile up far past the byte
+    // limit in waiting_.
+    const int64_t average = in_progress_bytes_ / in_progress_messages_ + 1;
+    room = std::min(room, std::max<int64_t>(
+        1, (options_.max_outstanding_bytes - in_progress_bytes_) / average));
+  }
+  return static_cast<int>(room);
 }
 
 // librdkafka 2.0.2 stops fetching a partition while its queue is over
@@ -181,7 +208,10 @@ int GroupConsumer::Room() const {
 // client has room, no record came, and librdkafka's last fetch saw more in
 // Kafka than was taken for some partition, ask that partition's leader for
 // its watermarks: the request wakes the broker thread, which then fetches
-// at once. Only after 20 ms without a record, and at most every 100 ms.
+// at once. Only after 20 ms without a record, at most every 100 ms, and at
+// most kMaxNudgesInPlace times for one position and high watermark (a
+// transaction marker at the end of a partition is never delivered, so the
+// position stays below the high watermark for good).
 void GroupConsumer::NudgeFetcher(absl::Time now) {
   if (now < next_nudge_ || stop_.load()) return;
   std::vector<std::pair<TopicPartition, int64_t>> positions;
@@ -206,14 +236,32 @@ void GroupConsumer::NudgeFetcher(absl::Time now) {
         high <= next) {
       continue;
     }
-    // Blocks for a round trip (at most 200 ms, so that a broker outage
-    // cannot hold this thread long); one partition's leader per nudge.
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = partitions_.find(tp);
+      if (it == partitions_.end()) continue;
+      PartitionState& state = it->second;
+      if (state.nudged_next == next && state.nudged_high == high) {
+        if (state.nudges >= kMaxNudgesInPlace) continue;
+        ++state.nudges;
+      } else {
+        state.nudged_next = next;
+        state.nudged_high = high;
+        state.nudges = 1;
+      }
+    }
     behind_ = true;
-    next_nudge_ = now + absl::Milliseconds(100);
+    fetcher_nudges_.fetch_add(1);
     spdlog::debug("group {}: nudging the fetcher for {} (taken up to {}, Kafka has {})",
                   options_.group, PartitionName(tp.topic, tp.partition), next, high);
-    rd_kafka_query_watermark_offsets(rk_.get(), tp.topic.c_str(), tp.partition,
-                                     &low, &high, 200);
+    // Blocks for a round trip (200 ms at most, so that a broker outage
+    // cannot hold this thread long; more during a rebalance); one
+    // partition's leader per nudge.
+    const rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+        rk_.get(), tp.topic.c_str(), tp.partition, &low, &high, 200);
+    next_nudge_ = absl::Now() + (err == RD_KAFKA_RESP_ERR_NO_ERROR
+                                     ? kNudgeInterval
+                                     : kNudgeIntervalAfterError);
     return;
   }
 }
@@ -225,7 +273,7 @@ void GroupConsumer::NudgeFetcher(absl::Time now) {
 // whose queue is bounded (read_ahead_bytes): no pause and resume, so a
 // client working at its limit never waits for a fetch.
 void GroupConsumer::Run() {
-  std::vector<rd_kafka_message_t*> batch(kMaxRecordsPerRound);
+  std::vector<rd_kafka_message_t*> batch(kRecordsPerTake);
   absl::Time last_record_at = absl::InfinitePast();
   while (!stop_.load()) {
     int room = Room();
@@ -253,13 +301,20 @@ void GroupConsumer::Run() {
       if (first != nullptr) {
         last_record_at = now;
         OnMessage(first.get());
-        const ssize_t n = room > 1 ? rd_kafka_consume_batch_queue(
-                                         records_queue_, 0, batch.data(),
-                                         static_cast<size_t>(room - 1))
-                                   : 0;
-        for (ssize_t i = 0; i < n; ++i) {
-          RdKafkaMessagePtr msg(batch[i]);
-          OnMessage(msg.get());
+        // The rest in takes of a few, the room looked at again after each
+        // (it shrinks by bytes too).
+        for (int taken = 1; taken < kMaxRecordsPerRound;) {
+          const int want = std::min({Room(), kRecordsPerTake,
+                                     kMaxRecordsPerRound - taken});
+          if (want <= 0) break;
+          const ssize_t n = rd_kafka_consume_batch_queue(
+              records_queue_, 0, batch.data(), static_cast<size_t>(want));
+          for (ssize_t i = 0; i < n; ++i) {
+            RdKafkaMessagePtr msg(batch[i]);
+            OnMessage(msg.get());
+          }
+          if (n < want) break;
+          taken += static_cast<int>(n);
         }
       }
     }
@@ -277,6 +332,7 @@ void GroupConsumer::Run() {
   // Take a yield that arrived before closing_ was set, so it cannot end the
   // close early.
   RdKafkaMessagePtr discarded(rd_kafka_consumer_poll(rk_.get(), 0));
+  discarded.reset();  // no message may outlive rd_kafka_destroy
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
   for (int i = 0; i < 3 && err == RD_KAFKA_RESP_ERR__TIMED_OUT; ++i) {
     err = rd_kafka_consumer_close(rk_.get());
@@ -774,9 +830,11 @@ void GroupConsumer::OnAssign(rd_kafka_topic_partition_list_t* partitions) {
   behind_ = true;
   assigned_at_ = absl::Now();
   // Route the partitions' records to records_ before the assignment starts
-  // fetching (librdkafka keeps a forwarding the application set). Should it
-  // fail, the records come through the consumer queue, unbounded by the
-  // client's room but still delivered.
+  // fetching (librdkafka keeps a forwarding the application set). The
+  // partitions of an assignment are known to librdkafka, so getting their
+  // queues is not expected to fail; if it did, librdkafka would route the
+  // records to the consumer queue, which every round serves: still
+  // delivered, though taken without looking at the client's room.
   for (int i = 0; i < partitions->cnt; ++i) {
     const rd_kafka_topic_partition_t& p = partitions->elems[i];
     RdKafkaQueuePtr partition_queue(

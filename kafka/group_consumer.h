@@ -144,6 +144,15 @@ class GroupConsumer {
   std::vector<AckError> DeadLetter(absl::Span<const uint64_t> ids,
                                    const std::string& reason);
 
+  // What the consumer holds and has done, for tests and monitoring.
+  struct Stats {
+    int64_t in_progress_messages = 0;  // read and not finished
+    int64_t in_progress_bytes = 0;
+    int64_t waiting = 0;  // taken from librdkafka past the limits
+    int64_t fetcher_nudges = 0;  // see NudgeFetcher
+  };
+  Stats stats() const ABSL_LOCKS_EXCLUDED(mu_);
+
   // Starts leaving the group without waiting: stops delivering at once; the
   // consumer's thread commits what was acked and closes. Close() then only
   // waits. Safe from any thread; never blocks.
@@ -178,6 +187,11 @@ class GroupConsumer {
     std::optional<int64_t> stored;  // last offset handed to offsets_store
     uint64_t generation = 0;        // which assignment this state belongs to
     int64_t next_offset = -1;       // after the last record taken, or -1
+    // NudgeFetcher's last nudges for this partition: at which position and
+    // high watermark, and how many there were in a row.
+    int64_t nudged_next = -1;
+    int64_t nudged_high = -1;
+    int nudges = 0;
   };
 
   GroupConsumer(GroupConsumerOptions options, Producer* dead_letters,
@@ -193,7 +207,8 @@ class GroupConsumer {
   void Tick(absl::Time now);
   void FlushDeliveries();
   void StoreOffsets() ABSL_LOCKS_EXCLUDED(mu_);
-  // Records the client has room for now (0 at a limit).
+  // Records the client has room for now (0 at a limit): under the message
+  // limit, and under the byte limit at the size of the records in progress.
   int Room() const ABSL_LOCKS_EXCLUDED(mu_);
   // Called when the client has room and no record came: if Kafka holds more
   // for a partition, wakes librdkafka's fetcher (see the definition).
@@ -259,6 +274,7 @@ class GroupConsumer {
   // last one found Kafka holding more than was taken.
   absl::Time next_nudge_ = absl::InfinitePast();
   bool behind_ = false;
+  std::atomic<int64_t> fetcher_nudges_{0};
   absl::Time assigned_at_;  // of the last assignment
 
   mutable absl::Mutex mu_;

@@ -245,9 +245,12 @@ class SubscribeReactor final
     writing_ = nullptr;
     arena_.Reset();
     if (finishing_) {
-      // Finish waited for this write: a Finish is a last write.
-      finish_called_ = true;
-      Finish(std::move(final_status_));
+      // Finish waited for this write (a Finish is a last write), unless a
+      // cancellation finished the stream meanwhile.
+      if (!finish_called_) {
+        finish_called_ = true;
+        Finish(std::move(final_status_));
+      }
       return;
     }
     if (!ok) {

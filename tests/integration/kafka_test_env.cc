@@ -282,7 +282,7 @@ void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg,
 }  // namespace
 
 std::vector<kafka::DeliveryResult> ProduceRecords(
-    const std::vector<kafka::Record>& records) {
+    const std::vector<kafka::Record>& records, Transaction transaction) {
   std::vector<kafka::DeliveryResult> results(records.size());
   for (kafka::DeliveryResult& r : results) {
     r.status = absl::UnknownError("no delivery report");
@@ -290,7 +290,7 @@ std::vector<kafka::DeliveryResult> ProduceRecords(
   ProduceState state{&results};
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char errstr[512];
-  const std::map<std::string, std::string> props = {
+  std::map<std::string, std::string> props = {
       {"bootstrap.servers", KafkaBrokers()},
       {"log_level", "3"},
       {"acks", "all"},
@@ -300,6 +300,9 @@ std::vector<kafka::DeliveryResult> ProduceRecords(
       {"queue.buffering.max.kbytes", "1048576"},
       {"message.timeout.ms", "60000"},
   };
+  if (transaction != Transaction::kNone) {
+    props["transactional.id"] = UniqueTopic("tx");
+  }
   for (const auto& [k, v] : props) {
     if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), errstr, sizeof(errstr)) !=
         RD_KAFKA_CONF_OK) {
@@ -313,6 +316,16 @@ std::vector<kafka::DeliveryResult> ProduceRecords(
     rd_kafka_conf_destroy(conf);
     ADD_FAILURE() << "rd_kafka_new: " << errstr;
     return results;
+  }
+  // Fails the test when a transaction call returns an error.
+  auto check = [](const char* what, rd_kafka_error_t* error) {
+    if (error == nullptr) return;
+    ADD_FAILURE() << what << ": " << rd_kafka_error_string(error);
+    rd_kafka_error_destroy(error);
+  };
+  if (transaction != Transaction::kNone) {
+    check("init_transactions", rd_kafka_init_transactions(rk.get(), 30000));
+    check("begin_transaction", rd_kafka_begin_transaction(rk.get()));
   }
   for (size_t i = 0; i < records.size(); ++i) {
     const kafka::Record& rec = records[i];
@@ -346,6 +359,11 @@ std::vector<kafka::DeliveryResult> ProduceRecords(
   EXPECT_EQ(flushed, RD_KAFKA_RESP_ERR_NO_ERROR)
       << "flush: " << rd_kafka_err2str(flushed);
   rd_kafka_poll(rk.get(), 0);
+  if (transaction == Transaction::kCommit) {
+    check("commit_transaction", rd_kafka_commit_transaction(rk.get(), 30000));
+  } else if (transaction == Transaction::kAbort) {
+    check("abort_transaction", rd_kafka_abort_transaction(rk.get(), 30000));
+  }
   EXPECT_EQ(state.done, records.size());
   for (size_t i = 0; i < results.size(); ++i) {
     EXPECT_TRUE(results[i].status.ok())

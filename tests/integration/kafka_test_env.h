@@ -65,7 +65,14 @@ void ProduceRaw(const std::string& topic, std::optional<std::string> key,
 // producer (acks=all, idempotent, so per partition the order is kept), then
 // flushes. Returns where each record was written, in the order given; fails
 // the test unless Kafka acknowledged every record.
+//
+// With a transaction other than kNone the records are written in one Kafka
+// transaction, committed or aborted after the flush: each partition then
+// ends with a transaction marker (a record no consumer sees), and aborted
+// records are skipped by read_committed consumers.
+enum class Transaction { kNone, kCommit, kAbort };
 std::vector<kafka::DeliveryResult> ProduceRecords(
-    const std::vector<kafka::Record>& records);
+    const std::vector<kafka::Record>& records,
+    Transaction transaction = Transaction::kNone);
 
 }  // namespace eventbus::testing

@@ -1108,6 +1108,44 @@ TEST_F(SubscribeTest, BadSubscriptionsEndTheStreamWithInvalidArgument) {
   }
 }
 
+// 8, continued: protocol misuse while a write is stuck behind a client that
+// does not read, then a cancellation: the stream ends once (the sidecar
+// neither crashes nor ends it twice) and the unacked events go to the next
+// member whole.
+TEST_F(SubscribeTest, CancelWhileTheLastWriteIsStuckEndsTheStreamOnce) {
+  const std::string topic = UniqueTopic("sub-stuck-write");
+  CreateTopic(topic, 1);
+  constexpr int kEvents = 3000;
+  const std::vector<Produced> events = ProduceEvents(topic, kEvents, 10, 4096);
+  StartSidecar();
+
+  v1::Subscription sub = MakeSubscription(topic, group_);
+  sub.set_max_outstanding_messages(kEvents);
+  sub.set_max_outstanding_bytes(64 << 20);
+  {
+    grpc::ClientContext ctx;
+    auto stream = stub_->Subscribe(&ctx);
+    ASSERT_TRUE(stream->Write(AsRequest(sub)));
+    // 12 MB of deliveries and no reads: the sidecar's write waits on flow
+    // control.
+    absl::SleepFor(absl::Seconds(3));
+    // A bad message ends the stream after that write ...
+    ASSERT_TRUE(stream->Write(v1::SubscribeRequest()));
+    absl::SleepFor(absl::Milliseconds(500));
+    // ... and the client goes away before it completes.
+    ctx.TryCancel();
+    grpc::Status status = stream->Finish();
+    EXPECT_FALSE(status.ok());
+  }
+  SubscribeClient next(stub_.get(), sub, {.auto_ack = true});
+  EXPECT_TRUE(next.WaitReceived(kEvents, absl::Seconds(60)))
+      << next.received() << " of " << kEvents;
+  EXPECT_EQ(next.event_ids().size(), static_cast<size_t>(kEvents));
+  EXPECT_EQ(WaitCommitted(group_, topic, {{0, kEvents}}),
+            (std::map<int32_t, int64_t>{{0, kEvents}}));
+  EXPECT_TRUE(next.Close().ok());
+}
+
 // 8, continued: the limits at their bounds are accepted.
 TEST_F(SubscribeTest, LimitsAtTheirBoundsAreAccepted) {
   const std::string topic = UniqueTopic("sub-bounds");
