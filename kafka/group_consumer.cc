@@ -1,5 +1,6 @@
 #include "kafka/group_consumer.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -79,7 +80,10 @@ absl::StatusOr<std::unique_ptr<GroupConsumer>> GroupConsumer::Start(
       new GroupConsumer(std::move(options), dead_letters, sink));
   absl::Status status = consumer->Init();
   if (!status.ok()) return status;
-  consumer->thread_ = std::thread([c = consumer.get()] { c->Run(); });
+  consumer->thread_ = std::thread([c = consumer.get()] {
+    pthread_setname_np(pthread_self(), "eb-consumer");
+    c->Run();
+  });
   return consumer;
 }
 

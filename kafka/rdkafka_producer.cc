@@ -1,5 +1,6 @@
 #include "kafka/rdkafka_producer.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <utility>
@@ -62,9 +63,15 @@ absl::StatusOr<std::unique_ptr<RdKafkaProducer>> RdKafkaProducer::Create(
     producer->rk_ = *std::move(rk);
     producer->current_rk_.store(producer->rk_.get());
   }
-  producer->poll_thread_ = std::thread([p = producer.get()] { p->PollLoop(); });
+  producer->poll_thread_ = std::thread([p = producer.get()] {
+    pthread_setname_np(pthread_self(), "eb-producer");
+    p->PollLoop();
+  });
   producer->monitor_thread_ =
-      std::thread([p = producer.get()] { p->MonitorLoop(); });
+      std::thread([p = producer.get()] {
+        pthread_setname_np(pthread_self(), "eb-kafka-check");
+        p->MonitorLoop();
+      });
   return producer;
 }
 

@@ -60,6 +60,9 @@ absl::Status DecodeEventInto(const std::vector<kafka::Header>& headers,
 
 // RFC 3339 in UTC with as many fractional digits as needed.
 std::string FormatRfc3339(absl::Time t);
+// Parses RFC 3339 (absl::RFC3339_full: any offset, fractional seconds, 'T'
+// or 't', 'Z' or 'z'); on failure returns false and says why in `*err`.
+bool ParseRfc3339(absl::string_view text, absl::Time* t, std::string* err);
 
 // A random (version 4) UUID in its canonical text form.
 std::string NewUuid();

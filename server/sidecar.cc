@@ -4,6 +4,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -163,7 +164,10 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
   health->SetServingStatus(false);
   health->SetServingStatus(std::string(kServiceName), false);
   sidecar->health_thread_ =
-      std::thread([s = sidecar.get()] { s->HealthLoop(); });
+      std::thread([s = sidecar.get()] {
+        pthread_setname_np(pthread_self(), "eb-health");
+        s->HealthLoop();
+      });
   spdlog::info("eventbus-sidecar serving on {} (Kafka: {})",
                absl::StrJoin(sidecar->addresses_, ", "), config.brokers);
   return sidecar;

@@ -1,5 +1,6 @@
 #include "server/subscribe_reactor.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -460,7 +461,10 @@ class SubscribeReactor final
 Subscriptions::Subscriptions(kafka::Producer* dead_letters,
                              SubscribeOptions options)
     : dead_letters_(dead_letters), options_(std::move(options)) {
-  closer_ = std::thread([this] { CloserLoop(); });
+  closer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "eb-sub-closer");
+    CloserLoop();
+  });
 }
 
 Subscriptions::~Subscriptions() {
