@@ -716,7 +716,10 @@ void GroupConsumer::FlushDeliveries() {
   std::vector<Delivery> out;
   {
     absl::MutexLock lock(&mu_);
+    if (to_send_.empty()) return;
     out.swap(to_send_);
+    // A round's worth, so that the next round does not grow it step by step.
+    to_send_.reserve(out.size());
   }
   if (!out.empty()) sink_->Deliver(std::move(out));
 }
