@@ -130,7 +130,8 @@ void RdKafkaProducer::ErrorCallback(rd_kafka_t* rk, int err,
     if (rk == self->current_rk_.load()) self->fatal_.store(true);
     return;
   }
-  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+  // A handle being purged after a fatal error says nothing of the brokers.
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && rk == self->current_rk_.load()) {
     self->connected_.store(false, std::memory_order_release);
   }
   spdlog::warn("Kafka producer: {}: {}",
@@ -184,7 +185,9 @@ absl::Status RdKafkaProducer::Produce(Record record, absl::Time deadline,
   if (waiting_.empty() && Connected()) {
     int err = ProduceNow(rk_.get(), record, done);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
-    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+    // _FATAL: the handle failed; the poll thread re-creates it (the error
+    // callback tells it) and the record waits for the new one.
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL && err != RD_KAFKA_RESP_ERR__FATAL) {
       return DeliveryErrorToStatus(static_cast<rd_kafka_resp_err_t>(err),
                                    record.topic, false);
     }
@@ -212,6 +215,7 @@ void RdKafkaProducer::ServeWaiting(absl::Time now) {
       const size_t bytes = w.record.PayloadBytes();
       int err = ProduceNow(rk_.get(), w.record, w.done);
       if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
+      if (err == RD_KAFKA_RESP_ERR__FATAL) break;  // waits for the new handle
       if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         failed.emplace_back(
             std::move(w.done),
@@ -363,12 +367,18 @@ void RdKafkaProducer::MonitorLoop() {
   }
 }
 
+void RdKafkaProducer::BeginShutdown(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
+  drain_deadline_ = std::min(drain_deadline_, deadline);
+}
+
 absl::Status RdKafkaProducer::Shutdown(absl::Duration timeout) {
   {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return shutdown_status_;
     stopping_ = true;
-    drain_deadline_ = absl::Now() + timeout;
+    drain_deadline_ = std::min(drain_deadline_, absl::Now() + timeout);
   }
   if (poll_thread_.joinable()) poll_thread_.join();
   {

@@ -65,6 +65,10 @@ class RdKafkaProducer final : public Producer {
   // Every callback has run when it returns. Returns OK when everything was
   // delivered, DEADLINE_EXCEEDED otherwise. Later calls return at once.
   absl::Status Shutdown(absl::Duration timeout);
+  // Starts the same without waiting: takes no new records, and those still
+  // waiting or in flight at `deadline` fail then (the callbacks run on the
+  // producer's thread). Shutdown then waits, and cannot extend the deadline.
+  void BeginShutdown(absl::Time deadline);
 
   // Raises a fatal error on the current handle as librdkafka would.
   absl::Status TriggerFatalErrorForTesting(absl::string_view reason);

@@ -16,9 +16,11 @@
 namespace eventbus::server {
 namespace {
 
-// Results per PublishBatchResponse written on a stream, at most, so that a
-// write stays well under a client's default 4 MiB receive limit.
+// Results per PublishBatchResponse written on a stream, at most, and the
+// bytes past which a write takes no more, so that a write stays well under a
+// client's default 4 MiB receive limit.
 constexpr int kMaxResultsPerWrite = 2000;
+constexpr size_t kMaxBytesPerWrite = 1 << 20;
 
 absl::Status ShuttingDown() {
   return absl::UnavailableError(
@@ -123,6 +125,7 @@ class EventBusService::StreamReactor final
     writing_.Clear();
     if (!ok) broken_ = true;
     MaybeWriteLocked();
+    MaybeReadLocked();
     MaybeFinishLocked();
   }
 
@@ -152,9 +155,15 @@ class EventBusService::StreamReactor final
     Unref(1);
   }
 
+  // Reads while the events without a written result (in Kafka's hands, or
+  // answered and waiting for a client that does not read) are under the
+  // window.
   void MaybeReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const int64_t unanswered = in_flight_ +
+                               static_cast<int64_t>(pending_.size()) +
+                               writing_.responses_size();
     if (read_pending_ || reads_done_ || draining_ || broken_ ||
-        finish_called_ || in_flight_ >= service_->options_.stream_max_in_flight) {
+        finish_called_ || unanswered >= service_->options_.stream_max_in_flight) {
       return;
     }
     read_pending_ = true;
@@ -163,10 +172,10 @@ class EventBusService::StreamReactor final
 
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (write_pending_ || finish_called_ || broken_ || pending_.empty()) return;
-    const int n = std::min<int>(kMaxResultsPerWrite,
-                                static_cast<int>(pending_.size()));
-    writing_.mutable_responses()->Reserve(n);
-    for (int i = 0; i < n; ++i) {
+    size_t bytes = 0;
+    while (!pending_.empty() && bytes < kMaxBytesPerWrite &&
+           writing_.responses_size() < kMaxResultsPerWrite) {
+      bytes += pending_.front()->ByteSizeLong();
       writing_.mutable_responses()->AddAllocated(pending_.front().release());
       pending_.pop_front();
     }
@@ -253,7 +262,10 @@ absl::Time EventBusService::ProduceDeadline(
   // DEADLINE_EXCEEDED.
   const absl::Duration margin =
       std::min(absl::Milliseconds(200), (deadline - now) / 10);
-  return deadline - std::max(margin, absl::ZeroDuration());
+  // No event waits longer than publish_timeout, however long the call's
+  // deadline: librdkafka gives up after it too (message.timeout.ms).
+  return std::min(deadline - std::max(margin, absl::ZeroDuration()),
+                  now + options_.publish_timeout);
 }
 
 absl::StatusOr<kafka::Record> EventBusService::Encode(

@@ -440,6 +440,17 @@ absl::StatusOr<kafka::Record> EncodeRecord(v1::PublishRequest& request,
         {std::string(kContentTypeHeader),
          absl::StrCat(kStructuredContentType, "; charset=UTF-8")});
   } else {
+    // Kafka consumers (this sidecar's too) read a record whose content-type
+    // is application/cloudevents as a structured-mode event: its data would
+    // be taken for the event itself.
+    if (absl::StartsWithIgnoreCase(e.data_content_type(), "application/cloudevents")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "event.data_content_type \"", e.data_content_type(),
+          "\" marks a structured-mode CloudEvent on Kafka; topic \"",
+          request.topic(),
+          "\" is written in binary mode (publish the event itself, or list "
+          "the topic in events.structured_topics)"));
+    }
     // The data moves: the request is done with once encoded.
     record.value = std::move(*request.mutable_event()->mutable_data());
     // ce_ specversion, id, source, type, time, subject, dataschema, the

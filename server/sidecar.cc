@@ -205,9 +205,16 @@ absl::Status Sidecar::Shutdown() {
     server_->GetHealthCheckService()->SetServingStatus(false);
     service_->Drain();
     subscriptions_->Drain();
+    // Events still waiting for Kafka at the deadline fail then, so that
+    // their calls end and the server's shutdown below does not wait for
+    // them past the grace period.
+    if (producer_ != nullptr) producer_->BeginShutdown(deadline);
     // Publish calls decide how long shutdown takes; other calls (health
     // watches, reflection) must not hold it up to the grace period.
-    const bool idle = service_->WaitIdle(deadline);
+    // At the deadline the producer fails what is left; a moment more lets
+    // those calls end with that status rather than a bare cancellation.
+    const bool idle = service_->WaitIdle(deadline) ||
+                      service_->WaitIdle(absl::Now() + kFinishAllowance);
     server_->Shutdown(absl::ToChronoTime(
         idle ? absl::Now() + kFinishAllowance : absl::Now()));
   }

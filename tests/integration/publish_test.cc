@@ -350,6 +350,12 @@ TEST_F(PublishTest, BadInputGetsAClearStatusAndTheSidecarStaysUp) {
        grpc::StatusCode::INVALID_ARGUMENT, "Bad-Name"},
       {"content type", [](auto& r) { r.mutable_event()->set_data_content_type("json"); },
        grpc::StatusCode::INVALID_ARGUMENT, "data_content_type"},
+      // Consumers would take the data for a structured-mode event.
+      {"structured content type on a binary topic",
+       [](auto& r) {
+         r.mutable_event()->set_data_content_type("application/cloudevents+json");
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "events.structured_topics"},
       {"too large", [](auto& r) { r.mutable_event()->set_data(std::string(200000, 'x')); },
        grpc::StatusCode::RESOURCE_EXHAUSTED, "limits.max_event_bytes"},
       {"larger than gRPC accepts",

@@ -119,6 +119,43 @@ TEST(SidecarProcessTest, SigtermDuringPublishStreamLosesNoAckedEvent) {
             << "\n";
 }
 
+// No broker answers, and a Publish with a long deadline waits for one: SIGTERM
+// still ends the process within the grace period (plus the short flush
+// allowance), and the call learns that its event was not written.
+TEST(SidecarProcessTest, SigtermWithoutKafkaEndsWithinTheGracePeriod) {
+  const std::string address = SocketAddress();
+  SidecarProcess p({"--kafka.brokers=127.0.0.1:1",
+                    absl::StrCat("--server.listen=", address),
+                    "--server.shutdown_grace=2s"});
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  ASSERT_TRUE(channel->WaitForConnected(
+      absl::ToChronoTime(absl::Now() + absl::Seconds(30))))
+      << p.Log();
+  auto stub = v1::EventBus::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+  v1::PublishRequest req;
+  req.set_topic("no-kafka");
+  req.mutable_event()->set_type("com.example.grace");
+  v1::PublishResponse resp;
+  grpc::Status status;
+  std::thread call([&] { status = stub->Publish(&ctx, req, &resp); });
+  absl::SleepFor(absl::Seconds(1));  // the event waits for a broker
+  const absl::Time signalled = absl::Now();
+  p.Signal(SIGTERM);
+  const int code = p.Wait();
+  const absl::Duration took = absl::Now() - signalled;
+  call.join();
+  EXPECT_LT(took, absl::Seconds(10))
+      << "shutdown_grace=2s, exit code " << code << "\n" << p.Log();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "not written"))
+      << status.error_message();
+  std::cerr << "shutdown without Kafka took " << took << ", exit code " << code
+            << "\n";
+}
+
 TEST(SidecarProcessTest, SigtermEndsSubscribeStreamsAndCommitsWhatWasAcked) {
   const std::string topic = UniqueTopic("sigterm-sub");
   CreateTopic(topic, 1);

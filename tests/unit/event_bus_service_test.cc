@@ -367,6 +367,17 @@ TEST_F(EventBusServiceTest, ProducerDeadlineIsJustBeforeTheCallDeadline) {
   EXPECT_GE(deadline, call_deadline - absl::Milliseconds(400));
 }
 
+TEST_F(EventBusServiceTest, ProducerDeadlineIsCappedAtThePublishTimeout) {
+  ASSERT_NO_FATAL_FAILURE(Start());  // publish_timeout 7 s
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Hours(1)));
+  v1::PublishResponse response;
+  ASSERT_TRUE(stub_->Publish(&ctx, Request("c-1"), &response).ok());
+  const absl::Time after = absl::Now();
+  ASSERT_EQ(producer_.produce_count(), 1u);
+  EXPECT_LE(producer_.calls()[0].deadline, after + absl::Seconds(7));
+}
+
 TEST_F(EventBusServiceTest, ProducerDeadlineWithoutCallDeadlineIsTimeout) {
   ASSERT_NO_FATAL_FAILURE(Start());
   grpc::ClientContext ctx;  // no deadline
@@ -592,6 +603,42 @@ TEST_F(EventBusServiceTest, StreamStopsReadingWhileTheWindowIsFull) {
   EXPECT_EQ(producer_.produce_count(), size_t{kBatches * kBatchSize});
   EXPECT_LE(producer_.max_outstanding(), size_t{50 + kBatchSize});
   EXPECT_GE(producer_.max_outstanding(), size_t{kBatchSize});
+}
+
+// A client that writes and never reads its results: the results waiting to
+// be written count against the window, so the stream stops reading instead
+// of holding ever more results in memory.
+TEST_F(EventBusServiceTest, StreamStopsReadingWhileItsResultsAreNotRead) {
+  PublishOptions options = DefaultOptions();
+  options.stream_max_in_flight = 50;
+  ASSERT_NO_FATAL_FAILURE(Start(options));
+  constexpr int kBatches = 200;
+  constexpr int kBatchSize = 10;
+  grpc::ClientContext ctx;
+  auto stream = stub_->PublishStream(&ctx);
+  std::thread writer([&] {
+    for (int b = 0; b < kBatches; ++b) {
+      v1::PublishBatchRequest batch;
+      for (int i = 0; i < kBatchSize; ++i) {
+        // Large results, so that they fill the transport's buffers soon.
+        v1::PublishRequest r = Request(absl::StrCat(b * kBatchSize + i, "-"));
+        r.mutable_correlation_id()->resize(4096, 'c');
+        *batch.add_requests() = std::move(r);
+      }
+      if (!stream->Write(batch)) return;
+    }
+  });
+  // Deliveries come back at once; the results pile up unread.
+  absl::SleepFor(absl::Seconds(2));
+  const size_t produced = producer_.produce_count();
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_EQ(producer_.produce_count(), produced) << "still reading";
+  EXPECT_LT(produced, size_t{kBatches * kBatchSize})
+      << "read everything while no result was read";
+  std::cerr << "events read while results went unread: " << produced << "\n";
+  ctx.TryCancel();
+  writer.join();
+  stream->Finish();
 }
 
 TEST_F(EventBusServiceTest, StreamProducesEachKeysEventsInTheOrderSent) {

@@ -832,6 +832,27 @@ TEST(ParseRfc3339Test, AgreesWithAbslParseTime) {
   }
 }
 
+TEST(EncodeRecordTest, BinaryModeRefusesAStructuredModeContentType) {
+  // Read back, such a record would be taken for a structured-mode event
+  // whose attributes come from the data.
+  for (const char* type : {"application/cloudevents+json",
+                           "Application/CloudEvents-Batch+json"}) {
+    v1::PublishRequest r = Prepared(FullRequest());
+    r.mutable_event()->set_data_content_type(type);
+    absl::StatusOr<kafka::Record> record =
+        EncodeRecord(r, ContentMode::kBinary, kNoLimit);
+    ASSERT_FALSE(record.ok()) << type;
+    EXPECT_EQ(record.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StrContains(record.status().message(),
+                                  "event.data_content_type"))
+        << record.status();
+    // The same event on a structured-mode topic is fine.
+    r = Prepared(FullRequest());
+    r.mutable_event()->set_data_content_type(type);
+    EXPECT_TRUE(EncodeRecord(r, ContentMode::kStructured, kNoLimit).ok()) << type;
+  }
+}
+
 TEST(EncodeRecordTest, BinaryModeMovesTheDataOutOfTheRequest) {
   v1::PublishRequest r = Prepared(FullRequest());
   const std::string data(5000, 'd');
