@@ -18,6 +18,9 @@
 #include <utility>
 #include <vector>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
@@ -425,17 +428,36 @@ int RunSubscribe(const std::vector<std::string>& args) {
   });
 
   int64_t printed = 0;
+  // A delivery is acked only once it is on standard output: when writing
+  // fails (a full disk, a closed pipe) it and the rest are nacked, go back
+  // to the group, and the command fails.
+  std::string output_error;  // set once, by the one worker
   absl::Status status = subscriber.Run([&](const v1::Delivery& d) {
+    if (!output_error.empty()) return absl::DataLossError(output_error);
     std::string line =
         raw ? d.event().data() : DeliveryToJson(d);
     line.push_back('\n');
-    std::fwrite(line.data(), 1, line.size(), stdout);
-    std::fflush(stdout);
+    errno = 0;
+    if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size() ||
+        std::fflush(stdout) != 0) {
+      output_error = absl::StrCat("cannot write to standard output: ",
+                                  errno != 0 ? std::strerror(errno) : "error");
+      std::clearerr(stdout);
+      subscriber.Stop();
+      return absl::DataLossError(output_error);
+    }
     if (count > 0 && ++printed >= count) subscriber.Stop();
     return absl::OkStatus();
   });
   finished = true;
   signal_thread.join();
+  if (!output_error.empty()) {
+    std::fprintf(stderr,
+                 "eventbus subscribe: %s; the deliveries not written were not "
+                 "acked and go back to the group\n",
+                 output_error.c_str());
+    return kExitFailed;
+  }
   if (!status.ok()) {
     std::fprintf(stderr, "eventbus subscribe: the stream ended with %s\n",
                  status.ToString().c_str());
@@ -449,6 +471,8 @@ int RunSubscribe(const std::vector<std::string>& args) {
 
 int main(int argc, char** argv) {
   using namespace eventbus::cli;
+  // The client library's warnings go to stderr: stdout carries the events.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("eventbus"));
   if (argc < 2) {
     std::fputs(kMainUsage, stderr);
     return kExitUsage;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -39,8 +40,10 @@ std::string ReadFile(const std::string& path) {
 
 // Runs the CLI with `args`, `input` as its standard input; gives up (and
 // kills it) after `timeout`.
+// `stdout_path` replaces the captured standard output (left unread).
 CliResult RunCli(std::vector<std::string> args, const std::string& input = "",
-                 absl::Duration timeout = absl::Seconds(60)) {
+                 absl::Duration timeout = absl::Seconds(60),
+                 const std::string& stdout_path = "") {
   static int n = 0;
   const std::string base =
       absl::StrCat(::testing::TempDir(), "eventbus-cli-", getpid(), "-", n++);
@@ -50,8 +53,9 @@ CliResult RunCli(std::vector<std::string> args, const std::string& input = "",
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, in_path.c_str(), O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(
+      &actions, 1, stdout_path.empty() ? out_path.c_str() : stdout_path.c_str(),
+      O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(),
                                    O_WRONLY | O_CREAT | O_TRUNC, 0644);
   std::string binary = EVENTBUS_CLI_BINARY;
@@ -160,6 +164,38 @@ TEST(ClientCliTest, PublishFromStdinThenSubscribePrintsThem) {
                           "earliest", "--count", "5", "--raw"});
   EXPECT_EQ(raw.exit_code, 0) << raw.err;
   EXPECT_EQ(raw.out, "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\nhello\nhello\n");
+}
+
+// Standard output full: the events could not be printed, so they are not
+// acked; the command fails saying why, and the group's next member gets them.
+TEST(ClientCliTest, SubscribeThatCannotPrintAcksNothingAndFails) {
+  const std::string address = SidecarSocketAddress();
+  SidecarProcess sidecar({absl::StrCat("--kafka.brokers=", KafkaBrokers()),
+                          absl::StrCat("--server.listen=", address)});
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  ASSERT_TRUE(WaitSidecarServing(channel, absl::Seconds(30))) << sidecar.Log();
+  const std::string topic = UniqueTopic("cli-full");
+  CreateTopic(topic, 1);
+  CliResult pub = RunCli({"publish", "--address", address, "--topic", topic,
+                          "--type", "com.example.cli", "--data", "x", "--count",
+                          "5"});
+  ASSERT_EQ(pub.exit_code, 0) << pub.err;
+  const std::string group = UniqueTopic("cli-full-group");
+  CliResult full = RunCli({"subscribe", "--address", address, "--topic", topic,
+                           "--group", group, "--from", "earliest", "--count", "5"},
+                          "", absl::Seconds(60), "/dev/full");
+  EXPECT_EQ(full.exit_code, 1) << full.err;
+  EXPECT_TRUE(absl::StrContains(full.err, "cannot write to standard output"))
+      << full.err;
+  EXPECT_TRUE(absl::StrContains(full.err, "not acked")) << full.err;
+  const std::map<int32_t, int64_t> committed = CommittedOffsets(group, topic);
+  EXPECT_TRUE(committed.empty() || committed.at(0) <= 0)
+      << "committed offset " << committed.at(0) << " for events never printed";
+  CliResult next = RunCli({"subscribe", "--address", address, "--topic", topic,
+                           "--group", group, "--from", "earliest", "--count",
+                           "5", "--raw"});
+  EXPECT_EQ(next.exit_code, 0) << next.err;
+  EXPECT_EQ(next.out, "x\nx\nx\nx\nx\n");
 }
 
 TEST(ClientCliTest, FailedEventsExitOneWithTheirStatus) {
