@@ -10,6 +10,7 @@
 
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -106,13 +107,24 @@ const google::protobuf::Value& Field(const google::protobuf::Struct& s,
   return it == s.fields().end() ? kMissing : it->second;
 }
 
-TEST(ClientCliTest, PublishFromStdinThenSubscribePrintsThem) {
-  const std::string address = SidecarSocketAddress();
-  SidecarProcess sidecar({absl::StrCat("--kafka.brokers=", KafkaBrokers()),
-                          absl::StrCat("--server.listen=", address),
-                          "--events.source=//cli/test"});
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  ASSERT_TRUE(WaitSidecarServing(channel, absl::Seconds(30))) << sidecar.Log();
+// Each test runs the CLI against a sidecar process of its own, serving on
+// a Unix socket (`address_`).
+class ClientCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    sidecar_ = std::make_unique<SidecarProcess>(std::vector<std::string>{
+        absl::StrCat("--kafka.brokers=", KafkaBrokers()),
+        absl::StrCat("--server.listen=", address_), "--events.source=//cli/test"});
+    auto channel = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    ASSERT_TRUE(WaitSidecarServing(channel, absl::Seconds(30))) << sidecar_->Log();
+  }
+
+  const std::string address_ = SidecarSocketAddress();
+  std::unique_ptr<SidecarProcess> sidecar_;
+};
+
+TEST_F(ClientCliTest, PublishFromStdinThenSubscribePrintsThem) {
+  const std::string& address = address_;
   const std::string topic = UniqueTopic("cli");
   CreateTopic(topic, 1);
 
@@ -168,12 +180,8 @@ TEST(ClientCliTest, PublishFromStdinThenSubscribePrintsThem) {
 
 // Standard output full: the events could not be printed, so they are not
 // acked; the command fails saying why, and the group's next member gets them.
-TEST(ClientCliTest, SubscribeThatCannotPrintAcksNothingAndFails) {
-  const std::string address = SidecarSocketAddress();
-  SidecarProcess sidecar({absl::StrCat("--kafka.brokers=", KafkaBrokers()),
-                          absl::StrCat("--server.listen=", address)});
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  ASSERT_TRUE(WaitSidecarServing(channel, absl::Seconds(30))) << sidecar.Log();
+TEST_F(ClientCliTest, SubscribeThatCannotPrintAcksNothingAndFails) {
+  const std::string& address = address_;
   const std::string topic = UniqueTopic("cli-full");
   CreateTopic(topic, 1);
   CliResult pub = RunCli({"publish", "--address", address, "--topic", topic,
@@ -198,12 +206,8 @@ TEST(ClientCliTest, SubscribeThatCannotPrintAcksNothingAndFails) {
   EXPECT_EQ(next.out, "x\nx\nx\nx\nx\n");
 }
 
-TEST(ClientCliTest, FailedEventsExitOneWithTheirStatus) {
-  const std::string address = SidecarSocketAddress();
-  SidecarProcess sidecar({absl::StrCat("--kafka.brokers=", KafkaBrokers()),
-                          absl::StrCat("--server.listen=", address)});
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  ASSERT_TRUE(WaitSidecarServing(channel, absl::Seconds(30))) << sidecar.Log();
+TEST_F(ClientCliTest, FailedEventsExitOneWithTheirStatus) {
+  const std::string& address = address_;
   CliResult pub = RunCli({"publish", "--address", address, "--topic",
                           "bad topic name", "--type", "t", "--data", "x"});
   EXPECT_EQ(pub.exit_code, 1) << pub.err;
@@ -211,7 +215,7 @@ TEST(ClientCliTest, FailedEventsExitOneWithTheirStatus) {
   EXPECT_TRUE(absl::StrContains(pub.err, "1 errors")) << pub.err;
 }
 
-TEST(ClientCliTest, UsageErrorsExitTwoNamingTheFlag) {
+TEST(ClientCliUsageTest, UsageErrorsExitTwoNamingTheFlag) {
   CliResult bad = RunCli({"publish", "--address", "localhost:1", "--topic", "t",
                           "--type", "x", "--bogus", "1"});
   EXPECT_EQ(bad.exit_code, 2);
