@@ -197,6 +197,10 @@ class EventBusService::StreamReactor final
       Finish(grpc::Status::OK);
     } else if (draining_) {
       finish_called_ = true;
+      // Tells a client that the UNAVAILABLE is this answer, not a broken
+      // connection: events without a result were not published.
+      context_->AddTrailingMetadata(std::string(kStreamEndTrailer),
+                                    std::string(kStreamEndDrained));
       Finish(grpc::Status(
           grpc::StatusCode::UNAVAILABLE,
           "eventbus is shutting down: every request it read has a result; "

@@ -15,6 +15,11 @@
 
 namespace eventbus::server {
 
+// The trailing metadata a PublishStream ends with when the sidecar drained
+// it (see PublishStream in the proto): every request read has its result.
+inline constexpr absl::string_view kStreamEndTrailer = "eventbus-stream-end";
+inline constexpr absl::string_view kStreamEndDrained = "drained";
+
 struct PublishOptions {
   // Event.source for events that have none.
   std::string default_source;

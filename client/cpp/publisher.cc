@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <deque>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -25,6 +26,11 @@ absl::StatusOr<PublishResult> ToResult(const v1::PublishResponse& response) {
   result.topic = response.topic();
   return result;
 }
+
+// The trailing metadata of a PublishStream the sidecar drained (see the
+// proto): requests without a result were not published.
+constexpr char kStreamEndTrailer[] = "eventbus-stream-end";
+constexpr char kStreamEndDrained[] = "drained";
 
 absl::Status Closed() {
   return absl::FailedPreconditionError("the publisher is closed");
@@ -70,6 +76,12 @@ class Publisher::Stream final
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&p_->mu_);
     write_pending_ = false;
+    if (ok) {
+      // Handed to the transport: from now on the server may have them.
+      for (const v1::PublishRequest& r : writing_.requests()) {
+        sent_.insert(r.correlation_id());
+      }
+    }
     writing_.Clear();
     if (!ok) MarkBrokenLocked();
     MaybeWriteLocked();
@@ -95,6 +107,7 @@ class Publisher::Stream final
         }
         completions.emplace_back(std::move(it->second), ToResult(r));
         waiting_.erase(it);
+        sent_.erase(r.correlation_id());
       }
       response_.Clear();
       StartRead(&response_);
@@ -106,20 +119,40 @@ class Publisher::Stream final
 
   void OnDone(const grpc::Status& grpc_status) override {
     const absl::Status status = FromGrpcStatus(grpc_status);
-    std::vector<DoneFn> rest;
+    // Events never sent keep the stream's status: they were not published.
+    // Events sent without a result were not published either when the
+    // sidecar says it drained the stream; otherwise (a broken connection, a
+    // cancellation) they may have been.
+    const auto trailers = context_.GetServerTrailingMetadata();
+    const auto end = trailers.find(kStreamEndTrailer);
+    const bool drained =
+        end != trailers.end() &&
+        absl::string_view(end->second.data(), end->second.size()) ==
+            kStreamEndDrained;
+    const absl::Status unsent =
+        status.ok() ? absl::InternalError(
+                          "the PublishStream ended before this event was "
+                          "sent; it was not published")
+                    : status;
+    const absl::Status sent =
+        drained ? status
+                : absl::UnknownError(absl::StrCat(
+                      "the PublishStream ended (",
+                      status.ok() ? "OK without a result" : status.ToString(),
+                      ") after this event was sent; it may or may not have "
+                      "been published, and a retry may duplicate it"));
+    std::vector<std::pair<DoneFn, absl::Status>> rest;
     {
       absl::MutexLock lock(&p_->mu_);
       rest.reserve(waiting_.size());
-      for (auto& [id, done] : waiting_) rest.push_back(std::move(done));
+      for (auto& [id, done] : waiting_) {
+        rest.emplace_back(std::move(done), sent_.count(id) ? sent : unsent);
+      }
       waiting_.clear();
       queue_.clear();
+      sent_.clear();
     }
-    const absl::Status each =
-        status.ok() ? absl::InternalError(
-                          "the PublishStream ended without a result for this "
-                          "event; it may or may not have been published")
-                    : status;
-    for (DoneFn& done : rest) done(each);
+    for (auto& [done, each] : rest) done(each);
     Publisher* const p = p_;
     {
       absl::MutexLock lock(&p->mu_);
@@ -177,6 +210,8 @@ class Publisher::Stream final
   std::deque<v1::PublishRequest> queue_ ABSL_GUARDED_BY(p_->mu_);
   // Every event of this stream without a result, by correlation id.
   std::unordered_map<std::string, DoneFn> waiting_ ABSL_GUARDED_BY(p_->mu_);
+  // The correlation ids of those a completed write handed to the transport.
+  std::unordered_set<std::string> sent_ ABSL_GUARDED_BY(p_->mu_);
   bool write_pending_ ABSL_GUARDED_BY(p_->mu_) = false;
   bool closing_ ABSL_GUARDED_BY(p_->mu_) = false;
   bool writes_done_ ABSL_GUARDED_BY(p_->mu_) = false;
