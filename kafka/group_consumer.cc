@@ -721,7 +721,7 @@ void GroupConsumer::FlushDeliveries() {
     // A round's worth, so that the next round does not grow it step by step.
     to_send_.reserve(out.size());
   }
-  if (!out.empty()) sink_->Deliver(std::move(out));
+  sink_->Deliver(std::move(out));
 }
 
 void GroupConsumer::StoreOffsets() {

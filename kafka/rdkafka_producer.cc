@@ -374,11 +374,10 @@ void RdKafkaProducer::BeginShutdown(absl::Time deadline) {
 }
 
 absl::Status RdKafkaProducer::Shutdown(absl::Duration timeout) {
+  BeginShutdown(absl::Now() + timeout);
   {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return shutdown_status_;
-    stopping_ = true;
-    drain_deadline_ = std::min(drain_deadline_, absl::Now() + timeout);
   }
   if (poll_thread_.joinable()) poll_thread_.join();
   {

@@ -144,7 +144,8 @@ constexpr KeySpec kKeys[] = {
      .min = 1024},
     {.key = "limits.publish_timeout",
      .default_text = "30s",
-     .help = "Deadline of a publish whose call carries none (> 0).",
+     .help = "Deadline of a publish whose call carries none, and the "
+             "longest any publish waits for Kafka (> 0).",
      .kind = Kind::kDuration,
      .duration = &Config::publish_timeout},
     {.key = "subscribe.max_outstanding_messages",

@@ -41,7 +41,8 @@ struct Config {
   // limits.max_buffered_bytes: bytes of events waiting for a broker or for
   // room in the producer queue (>= 1024).
   int64_t max_buffered_bytes = 64 << 20;
-  // limits.publish_timeout: deadline of a publish whose call has none (> 0).
+  // limits.publish_timeout: deadline of a publish whose call has none, and
+  // the longest any publish waits (> 0).
   absl::Duration publish_timeout = absl::Seconds(30);
 
   // subscribe.*: defaults and caps of Subscribe streams.

@@ -6,10 +6,10 @@
 #include <algorithm>
 #include <deque>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/cpp/channel.h"
 #include "client/cpp/status.h"
@@ -76,11 +76,12 @@ class Publisher::Stream final
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&p_->mu_);
     write_pending_ = false;
-    if (ok) {
-      // Handed to the transport: from now on the server may have them.
-      for (const v1::PublishRequest& r : writing_.requests()) {
-        sent_.insert(r.correlation_id());
-      }
+    if (ok && !writing_.requests().empty()) {
+      // Handed to the transport: from now on the server may have them. Ids
+      // rise in the order requests are queued and written, so the last one
+      // marks all sent so far.
+      absl::SimpleAtoi(writing_.requests().rbegin()->correlation_id(),
+                       &sent_up_to_);
     }
     writing_.Clear();
     if (!ok) MarkBrokenLocked();
@@ -107,7 +108,6 @@ class Publisher::Stream final
         }
         completions.emplace_back(std::move(it->second), ToResult(r));
         waiting_.erase(it);
-        sent_.erase(r.correlation_id());
       }
       response_.Clear();
       StartRead(&response_);
@@ -146,11 +146,12 @@ class Publisher::Stream final
       absl::MutexLock lock(&p_->mu_);
       rest.reserve(waiting_.size());
       for (auto& [id, done] : waiting_) {
-        rest.emplace_back(std::move(done), sent_.count(id) ? sent : unsent);
+        uint64_t n = 0;
+        const bool was_sent = absl::SimpleAtoi(id, &n) && n <= sent_up_to_;
+        rest.emplace_back(std::move(done), was_sent ? sent : unsent);
       }
       waiting_.clear();
       queue_.clear();
-      sent_.clear();
     }
     for (auto& [done, each] : rest) done(each);
     Publisher* const p = p_;
@@ -210,8 +211,9 @@ class Publisher::Stream final
   std::deque<v1::PublishRequest> queue_ ABSL_GUARDED_BY(p_->mu_);
   // Every event of this stream without a result, by correlation id.
   std::unordered_map<std::string, DoneFn> waiting_ ABSL_GUARDED_BY(p_->mu_);
-  // The correlation ids of those a completed write handed to the transport.
-  std::unordered_set<std::string> sent_ ABSL_GUARDED_BY(p_->mu_);
+  // The correlation id of the last request a completed write handed to the
+  // transport: those up to it were sent.
+  uint64_t sent_up_to_ ABSL_GUARDED_BY(p_->mu_) = 0;
   bool write_pending_ ABSL_GUARDED_BY(p_->mu_) = false;
   bool closing_ ABSL_GUARDED_BY(p_->mu_) = false;
   bool writes_done_ ABSL_GUARDED_BY(p_->mu_) = false;
