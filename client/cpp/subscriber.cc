@@ -16,6 +16,11 @@ namespace {
 // How long Run waits for the server to end the stream after half-closing
 // before it cancels the call.
 constexpr absl::Duration kHalfCloseTimeout = absl::Seconds(30);
+// Delivery ids handed out: the Run (modulo 2^20) in the bits above these, the
+// server's id (unique on its stream) in these. The first Run's ids are the
+// server's own.
+constexpr int kServerIdBits = 44;
+constexpr uint64_t kServerIdMask = (uint64_t{1} << kServerIdBits) - 1;
 
 google::protobuf::Duration ToProto(absl::Duration d) {
   google::protobuf::Duration out;
@@ -99,6 +104,7 @@ class Subscriber::Stream final
     s_->deliveries_ += response_.deliveries_size();
     if (!s_->stop_requested_) {
       for (v1::Delivery& d : *response_.mutable_deliveries()) {
+        d.set_delivery_id(s_->AppIdLocked(d.delivery_id()));
         s_->work_.push_back(std::move(d));
       }
     }
@@ -106,7 +112,8 @@ class Subscriber::Stream final
       ++s_->ack_errors_;
       spdlog::warn("eventbus subscriber: the server could not settle delivery "
                    "{}: {}",
-                   e.delivery_id(), FromProtoStatus(e.status()).ToString());
+                   s_->AppIdLocked(e.delivery_id()),
+                   FromProtoStatus(e.status()).ToString());
     }
     response_.Clear();
     StartRead(&response_);
@@ -246,6 +253,7 @@ absl::Status Subscriber::Run(Handler handler) {
     }
     status = stream->status();
     stream_ = nullptr;
+    run_ = (run_ + 1) & (~uint64_t{0} >> kServerIdBits);
     stop_requested_ = false;
     work_.clear();
     acks_.clear();
@@ -285,29 +293,47 @@ void Subscriber::Stop() {
   stop_requested_ = true;
 }
 
+uint64_t Subscriber::AppIdLocked(uint64_t server_id) const {
+  return (run_ << kServerIdBits) | (server_id & kServerIdMask);
+}
+
+std::optional<uint64_t> Subscriber::ServerIdLocked(uint64_t delivery_id) const {
+  if (stream_ == nullptr || !stream_->AcceptsLocked()) return std::nullopt;
+  if ((delivery_id & ~kServerIdMask) != (run_ << kServerIdBits)) {
+    spdlog::debug("eventbus subscriber: delivery {} belongs to an earlier "
+                  "stream; not settled (the server redelivers it)",
+                  delivery_id);
+    return std::nullopt;
+  }
+  return delivery_id & kServerIdMask;
+}
+
 void Subscriber::Ack(uint64_t delivery_id) {
   absl::MutexLock lock(&mu_);
-  if (stream_ == nullptr || !stream_->AcceptsLocked()) return;
-  acks_.push_back(delivery_id);
+  const std::optional<uint64_t> id = ServerIdLocked(delivery_id);
+  if (!id) return;
+  acks_.push_back(*id);
   stream_->MaybeWriteLocked();
 }
 
 void Subscriber::Nack(uint64_t delivery_id,
                       std::optional<absl::Duration> delay) {
   absl::MutexLock lock(&mu_);
-  if (stream_ == nullptr || !stream_->AcceptsLocked()) return;
+  const std::optional<uint64_t> id = ServerIdLocked(delivery_id);
+  if (!id) return;
   const int64_t key =
       delay.has_value()
           ? absl::ToInt64Nanoseconds(std::max(*delay, absl::ZeroDuration()))
           : -1;
-  nacks_[key].push_back(delivery_id);
+  nacks_[key].push_back(*id);
   stream_->MaybeWriteLocked();
 }
 
 void Subscriber::DeadLetter(uint64_t delivery_id, std::string reason) {
   absl::MutexLock lock(&mu_);
-  if (stream_ == nullptr || !stream_->AcceptsLocked()) return;
-  dead_letters_[std::move(reason)].push_back(delivery_id);
+  const std::optional<uint64_t> id = ServerIdLocked(delivery_id);
+  if (!id) return;
+  dead_letters_[std::move(reason)].push_back(*id);
   stream_->MaybeWriteLocked();
 }
 

@@ -75,7 +75,13 @@ class Subscriber {
 
   // Settle a delivery (for auto_ack = false). Thread-safe; ids are batched
   // into the next message. Ignored once the stream has been half-closed or
-  // has ended. `delay` unset: the server's backoff.
+  // has ended, and for a delivery of an earlier Run's stream (it is
+  // redelivered). `delay` unset: the server's backoff.
+  //
+  // The delivery_id the handler sees is the Subscriber's own: the server's
+  // id (which starts at 1 on every stream) with the number of the Run it
+  // belongs to in its top bits (0 for the first Run, whose ids are the
+  // server's), so that a late settlement cannot reach another delivery.
   void Ack(uint64_t delivery_id) ABSL_LOCKS_EXCLUDED(mu_);
   void Nack(uint64_t delivery_id,
             std::optional<absl::Duration> delay = std::nullopt)
@@ -92,6 +98,12 @@ class Subscriber {
   class Stream;
 
   void WorkerLoop(const Handler& handler) ABSL_LOCKS_EXCLUDED(mu_);
+  // The id the app sees for a server id of the current Run.
+  uint64_t AppIdLocked(uint64_t server_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The server's id of a delivery of the current Run, or nullopt.
+  std::optional<uint64_t> ServerIdLocked(uint64_t delivery_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::SubscribeRequest SubscriptionRequest() const;
 
   const SubscriberOptions options_;
@@ -111,6 +123,8 @@ class Subscriber {
   std::map<int64_t, std::vector<uint64_t>> nacks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<uint64_t>> dead_letters_
       ABSL_GUARDED_BY(mu_);
+  // Runs ended so far, modulo 2^20: the top bits of the ids handed out.
+  uint64_t run_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t ack_errors_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t deliveries_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <deque>
 #include <future>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -38,6 +39,40 @@ v1::Delivery MakeDelivery(uint64_t id) {
   d.mutable_event()->set_data(absl::StrCat("event-", id));
   return d;
 }
+
+// What a manual-ack handler saw: the delivery ids the app settles with, by
+// the event's data ("event-<server id>") and in arrival order.
+class Received {
+ public:
+  Subscriber::Handler Handler() {
+    return [this](const v1::Delivery& d) {
+      absl::MutexLock lock(&mu_);
+      by_data_[d.event().data()] = d.delivery_id();
+      in_order_.push_back(d.delivery_id());
+      return absl::OkStatus();
+    };
+  }
+  bool Wait(size_t n, absl::Duration timeout = absl::Seconds(10)) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return in_order_.size() >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+  }
+  uint64_t Of(const std::string& data) {
+    absl::MutexLock lock(&mu_);
+    return by_data_.at(data);
+  }
+  std::vector<uint64_t> InOrder() {
+    absl::MutexLock lock(&mu_);
+    return in_order_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, uint64_t> by_data_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint64_t> in_order_ ABSL_GUARDED_BY(mu_);
+};
 
 // Subscribe: reads the subscription, writes each scripted batch of
 // deliveries (one write in flight), answers ids in `bad_ids` with an
@@ -278,7 +313,7 @@ TEST_F(ClientSubscriberTest, SendsTheSubscriptionFirst) {
 TEST_F(ClientSubscriberTest, AutoAckAcksOkAndNacksFailures) {
   Subscriber subscriber(address_, Options());
   auto run = RunAsync(subscriber, [](const v1::Delivery& d) {
-    return d.delivery_id() % 2 == 0 ? absl::OkStatus()
+    return d.offset() % 2 == 1 ? absl::OkStatus()
                                     : absl::InternalError("odd");
   });
   ASSERT_TRUE(service_.WaitSubscribed());
@@ -298,29 +333,20 @@ TEST_F(ClientSubscriberTest, ManualAckNackAndDeadLetterFromAnyThread) {
   SubscriberOptions options = Options();
   options.auto_ack = false;
   Subscriber subscriber(address_, options);
-  absl::Mutex mu;
-  std::vector<uint64_t> received;
-  auto run = RunAsync(subscriber, [&](const v1::Delivery& d) {
-    absl::MutexLock lock(&mu);
-    received.push_back(d.delivery_id());
-    return absl::OkStatus();
-  });
+  Received received;
+  auto run = RunAsync(subscriber, received.Handler());
   ASSERT_TRUE(service_.WaitSubscribed());
   service_.Send({MakeDelivery(1), MakeDelivery(2), MakeDelivery(3),
                  MakeDelivery(4)});
-  {
-    absl::MutexLock lock(&mu);
-    auto four = [&] { return received.size() == 4; };
-    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&four), absl::Seconds(5)));
-  }
+  ASSERT_TRUE(received.Wait(4));
   // Nothing is settled by the handler returning.
   absl::SleepFor(absl::Milliseconds(100));
   EXPECT_EQ(service_.recorded().settle_messages, 0);
   std::thread other([&] {
-    subscriber.Ack(1);
-    subscriber.Nack(2, absl::Milliseconds(1500));
-    subscriber.DeadLetter(3, "poison");
-    subscriber.Ack(4);
+    subscriber.Ack(received.Of("event-1"));
+    subscriber.Nack(received.Of("event-2"), absl::Milliseconds(1500));
+    subscriber.DeadLetter(received.Of("event-3"), "poison");
+    subscriber.Ack(received.Of("event-4"));
   });
   other.join();
   ASSERT_TRUE(service_.WaitSettled(4));
@@ -338,23 +364,57 @@ TEST_F(ClientSubscriberTest, AcksAreBatchedIntoFewMessages) {
   SubscriberOptions options = Options();
   options.auto_ack = false;
   Subscriber subscriber(address_, options);
-  std::atomic<int> received{0};
-  auto run = RunAsync(subscriber, [&](const v1::Delivery&) {
-    ++received;
-    return absl::OkStatus();
-  });
+  Received received;
+  auto run = RunAsync(subscriber, received.Handler());
   ASSERT_TRUE(service_.WaitSubscribed());
   std::vector<v1::Delivery> batch;
   for (uint64_t id = 1; id <= 1000; ++id) batch.push_back(MakeDelivery(id));
   service_.Send(std::move(batch));
-  while (received.load() < 1000) absl::SleepFor(absl::Milliseconds(5));
-  for (uint64_t id = 1; id <= 1000; ++id) subscriber.Ack(id);
+  ASSERT_TRUE(received.Wait(1000));
+  for (uint64_t id : received.InOrder()) subscriber.Ack(id);
   ASSERT_TRUE(service_.WaitSettled(1000));
   subscriber.Stop();
   EXPECT_TRUE(run.get().ok());
   const auto rec = service_.recorded();
   EXPECT_EQ(rec.acked.size(), 1000u);
   EXPECT_LT(rec.settle_messages, 1000) << "acks were not batched";
+}
+
+// The server's delivery ids restart at 1 on every stream, so a settlement
+// the app makes late, for a delivery of an earlier Run, must not reach the
+// delivery that has the same server id on the next stream.
+TEST_F(ClientSubscriberTest, ASettlementFromAnEarlierRunDoesNotReachTheNextStream) {
+  SubscriberOptions options = Options();
+  options.auto_ack = false;
+  Subscriber subscriber(address_, options);
+  Received received;
+
+  auto first_run = RunAsync(subscriber, received.Handler());
+  ASSERT_TRUE(service_.WaitSubscribed());
+  service_.Send({MakeDelivery(1)});
+  ASSERT_TRUE(received.Wait(1));
+  subscriber.Stop();
+  ASSERT_TRUE(first_run.get().ok());
+
+  // The next stream's first delivery has the same server id, 1.
+  auto second_run = RunAsync(subscriber, received.Handler());
+  service_.Send({MakeDelivery(1)});
+  ASSERT_TRUE(received.Wait(2));
+  const uint64_t stale = received.InOrder()[0];
+  const uint64_t current = received.InOrder()[1];
+  EXPECT_NE(stale, current);
+  subscriber.Ack(stale);
+  subscriber.Nack(stale);
+  subscriber.DeadLetter(stale, "late");
+  subscriber.Ack(current);
+  ASSERT_TRUE(service_.WaitSettled(1));
+  absl::SleepFor(absl::Milliseconds(200));
+  subscriber.Stop();
+  ASSERT_TRUE(second_run.get().ok());
+  const auto rec = service_.recorded();
+  EXPECT_THAT(rec.acked, ElementsAre(1u)) << "only the current delivery is acked";
+  EXPECT_TRUE(rec.nacked.empty());
+  EXPECT_TRUE(rec.dead_lettered.empty());
 }
 
 TEST_F(ClientSubscriberTest, HandlersRunConcurrently) {
