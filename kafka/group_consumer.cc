@@ -656,6 +656,22 @@ std::vector<AckError> GroupConsumer::DeadLetter(absl::Span<const uint64_t> ids,
   return errors;
 }
 
+std::vector<AckError> GroupConsumer::Extend(absl::Span<const uint64_t> ids,
+                                            absl::Duration deadline) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time until = absl::Now() + deadline;
+  std::vector<AckError> errors;
+  for (uint64_t id : ids) {
+    auto it = outstanding_.find(id);
+    if (it == outstanding_.end()) {
+      errors.push_back({id, LookUp(id)});
+      continue;
+    }
+    it->second.deadline = until;
+  }
+  return errors;
+}
+
 void GroupConsumer::Tick(absl::Time now) {
   if (stop_.load()) return;
   const uint64_t first_unsent = sink_->FirstUnsentId();

@@ -120,7 +120,7 @@ struct AckError {
 // stops fetching once its bounded queue is full) and commits only offsets
 // whose deliveries, and all before them, were acked.
 //
-// Ack, Nack and DeadLetter may be called from any thread.
+// Ack, Nack, DeadLetter and Extend may be called from any thread.
 class GroupConsumer {
  public:
   // Creates the consumer and subscribes. `dead_letters` and `sink` must
@@ -143,6 +143,9 @@ class GroupConsumer {
   // Writes the events to the dead-letter topic now, with `reason`.
   std::vector<AckError> DeadLetter(absl::Span<const uint64_t> ids,
                                    const std::string& reason);
+  // Sets the ack deadline of outstanding deliveries to now + `deadline`.
+  std::vector<AckError> Extend(absl::Span<const uint64_t> ids,
+                               absl::Duration deadline);
 
   // What the consumer holds and has done, for tests and monitoring.
   struct Stats {

@@ -356,10 +356,25 @@ class SubscribeReactor final
             request.dead_letter().reason());
         break;
       }
+      case v1::SubscribeRequest::kModifyAckDeadline: {
+        const v1::ModifyAckDeadline& m = request.modify_ack_deadline();
+        const absl::Duration d = ToDuration(m.ack_deadline());
+        if (!m.has_ack_deadline() || d < kMinAckDeadline ||
+            d > kMaxAckDeadline) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "modify_ack_deadline.ack_deadline: ",
+              m.has_ack_deadline() ? absl::FormatDuration(d) : "unset",
+              " is outside 1s..10m"));
+        }
+        const auto& ids = m.delivery_ids();
+        errors = consumer->Extend({ids.data(), static_cast<size_t>(ids.size())},
+                                  d);
+        break;
+      }
       default:
         return absl::InvalidArgumentError(
-            "empty SubscribeRequest: set one of subscription, ack, nack or "
-            "dead_letter");
+            "empty SubscribeRequest: set one of subscription, ack, nack, "
+            "dead_letter or modify_ack_deadline");
     }
     if (errors.empty()) return absl::OkStatus();
     absl::MutexLock lock(&mu_);

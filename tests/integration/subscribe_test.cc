@@ -202,6 +202,12 @@ class SubscribeClient {
     if (retry_delay) *r.mutable_nack()->mutable_retry_delay() = ToProto(*retry_delay);
     return Send(r);
   }
+  bool ModifyAckDeadline(const std::vector<uint64_t>& ids, absl::Duration deadline) {
+    v1::SubscribeRequest r;
+    for (uint64_t id : ids) r.mutable_modify_ack_deadline()->add_delivery_ids(id);
+    *r.mutable_modify_ack_deadline()->mutable_ack_deadline() = ToProto(deadline);
+    return Send(r);
+  }
   bool DeadLetter(const std::vector<uint64_t>& ids, const std::string& reason) {
     v1::SubscribeRequest r;
     for (uint64_t id : ids) r.mutable_dead_letter()->add_delivery_ids(id);
@@ -1061,7 +1067,16 @@ TEST_F(SubscribeTest, BadSubscriptionsEndTheStreamWithInvalidArgument) {
   v1::SubscribeRequest ack;
   ack.mutable_ack()->add_delivery_ids(1);
   const v1::SubscribeRequest empty;
+  v1::SubscribeRequest modify_unset;
+  modify_unset.mutable_modify_ack_deadline()->add_delivery_ids(1);
+  v1::SubscribeRequest modify_long = modify_unset;
+  *modify_long.mutable_modify_ack_deadline()->mutable_ack_deadline() =
+      ToProto(absl::Minutes(11));
   const std::vector<BadStream> cases = {
+      {"modify_ack_deadline without a deadline", {AsRequest(good), modify_unset},
+       "modify_ack_deadline.ack_deadline"},
+      {"modify_ack_deadline above 10min", {AsRequest(good), modify_long},
+       "modify_ack_deadline.ack_deadline"},
       {"ack first", {ack}, "subscription"},
       {"empty first message", {empty}, "subscription"},
       {"no topics", {with([](auto& s) { s.clear_topics(); })}, "topics"},
@@ -1267,6 +1282,51 @@ TEST_F(SubscribeTest, UnackedDeliveryComesAgainAfterTheAckDeadline) {
   EXPECT_EQ(WaitCommitted(group_, topic, {{0, 1}}), (std::map<int32_t, int64_t>{{0, 1}}));
   EXPECT_TRUE(c.Take(1, absl::Milliseconds(1500)).empty()) << "redelivered after its ack";
   EXPECT_EQ(c.ack_errors().size(), 1u) << Describe(c.ack_errors());
+  EXPECT_TRUE(c.Close().ok());
+}
+
+// A lease: a delivery whose deadline the client keeps extending is not
+// redelivered, however long it takes; once the client stops, it is
+// redelivered one deadline after the last extension. An id the stream does
+// not hold gets an AckError, and the stream goes on.
+TEST_F(SubscribeTest, ModifyAckDeadlineKeepsASlowDeliveryFromBeingRedelivered) {
+  const std::string topic = UniqueTopic("sub-lease");
+  CreateTopic(topic, 1);
+  ProduceEvents(topic, 1, 1);
+  StartSidecar();
+
+  v1::Subscription sub = MakeSubscription(topic, group_);
+  *sub.mutable_ack_deadline() = ToProto(absl::Seconds(1));
+  SubscribeClient c(stub_.get(), sub);
+  std::vector<v1::Delivery> first = c.Take(1, absl::Seconds(30));
+  ASSERT_EQ(first.size(), 1u);
+  const uint64_t id = first[0].delivery_id();
+  // 4 s, four times the deadline, extended by 1 s every 400 ms.
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(c.ModifyAckDeadline({id}, absl::Seconds(1)));
+    EXPECT_TRUE(c.Take(1, absl::Milliseconds(400)).empty())
+        << "redelivered while its lease was being extended, round " << i;
+  }
+  ASSERT_TRUE(c.ModifyAckDeadline({id + 1000}, absl::Seconds(1)));
+  ASSERT_TRUE(c.WaitAckErrors(1, absl::Seconds(5)));
+  EXPECT_EQ(c.ack_errors()[0].delivery_id(), id + 1000);
+  EXPECT_EQ(c.ack_errors()[0].status().code(), grpc::StatusCode::NOT_FOUND)
+      << Describe(c.ack_errors());
+
+  // A longer lease, then none: redelivered after it.
+  ASSERT_TRUE(c.ModifyAckDeadline({id}, absl::Seconds(3)));
+  const absl::Time extended_at = absl::Now();
+  std::vector<v1::Delivery> again = c.Take(1, absl::Seconds(15));
+  ASSERT_EQ(again.size(), 1u) << "not redelivered after the lease ran out";
+  EXPECT_GE(absl::Now() - extended_at, absl::Milliseconds(2900));
+  EXPECT_EQ(again[0].attempt(), 2);
+  EXPECT_EQ(again[0].offset(), first[0].offset());
+  ASSERT_TRUE(c.ModifyAckDeadline({id}, absl::Seconds(1)));
+  ASSERT_TRUE(c.WaitAckErrors(2, absl::Seconds(5)));
+  EXPECT_EQ(c.ack_errors()[1].status().code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << Describe(c.ack_errors());
+  ASSERT_TRUE(c.Ack({again[0].delivery_id()}));
+  EXPECT_EQ(WaitCommitted(group_, topic, {{0, 1}}), (std::map<int32_t, int64_t>{{0, 1}}));
   EXPECT_TRUE(c.Close().ok());
 }
 
