@@ -598,8 +598,8 @@ absl::Status GroupConsumer::LookUp(uint64_t id) const {
 }
 
 template <typename Fn>
-std::vector<AckError> GroupConsumer::Take(absl::Span<const uint64_t> ids,
-                                          Fn fn) {
+std::vector<AckError> GroupConsumer::ForEachOutstanding(
+    absl::Span<const uint64_t> ids, Fn fn) {
   std::vector<AckError> errors;
   for (uint64_t id : ids) {
     auto it = outstanding_.find(id);
@@ -607,11 +607,19 @@ std::vector<AckError> GroupConsumer::Take(absl::Span<const uint64_t> ids,
       errors.push_back({id, LookUp(id)});
       continue;
     }
+    fn(it);
+  }
+  return errors;
+}
+
+template <typename Fn>
+std::vector<AckError> GroupConsumer::Take(absl::Span<const uint64_t> ids,
+                                          Fn fn) {
+  return ForEachOutstanding(ids, [&](auto it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Outstanding o = std::move(it->second);
     outstanding_.erase(it);
     fn(std::move(o));
-  }
-  return errors;
+  });
 }
 
 std::vector<AckError> GroupConsumer::Ack(absl::Span<const uint64_t> ids) {
@@ -660,16 +668,7 @@ std::vector<AckError> GroupConsumer::Extend(absl::Span<const uint64_t> ids,
                                             absl::Duration deadline) {
   absl::MutexLock lock(&mu_);
   const absl::Time until = absl::Now() + deadline;
-  std::vector<AckError> errors;
-  for (uint64_t id : ids) {
-    auto it = outstanding_.find(id);
-    if (it == outstanding_.end()) {
-      errors.push_back({id, LookUp(id)});
-      continue;
-    }
-    it->second.deadline = until;
-  }
-  return errors;
+  return ForEachOutstanding(ids, [until](auto it) { it->second.deadline = until; });
 }
 
 void GroupConsumer::Tick(absl::Time now) {

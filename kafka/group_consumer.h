@@ -242,6 +242,12 @@ class GroupConsumer {
   // Flow-control counters without `record`.
   void Release(const InboundRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status LookUp(uint64_t id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Calls `fn` with the outstanding_ iterator of each of `ids`; returns why
+  // the others have none.
+  template <typename Fn>
+  std::vector<AckError> ForEachOutstanding(absl::Span<const uint64_t> ids,
+                                           Fn fn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes each of `ids` from the outstanding deliveries and hands it to
   // `fn`; returns why the others could not be.
   template <typename Fn>
