@@ -21,6 +21,9 @@ constexpr absl::Duration kHalfCloseTimeout = absl::Seconds(30);
 // server's own.
 constexpr int kServerIdBits = 44;
 constexpr uint64_t kServerIdMask = (uint64_t{1} << kServerIdBits) - 1;
+// The ack deadline asked for when the options leave it to the server but
+// leases are extended.
+constexpr absl::Duration kDefaultLeaseDeadline = absl::Seconds(30);
 
 google::protobuf::Duration ToProto(absl::Duration d) {
   google::protobuf::Duration out;
@@ -103,7 +106,10 @@ class Subscriber::Stream final
     }
     s_->deliveries_ += response_.deliveries_size();
     if (!s_->stop_requested_) {
+      const bool lease = s_->LeasePeriod() > absl::ZeroDuration();
+      const absl::Time now = absl::Now();
       for (v1::Delivery& d : *response_.mutable_deliveries()) {
+        if (lease) s_->leased_.emplace(d.delivery_id(), now);
         d.set_delivery_id(s_->AppIdLocked(d.delivery_id()));
         s_->work_.push_back(std::move(d));
       }
@@ -126,15 +132,22 @@ class Subscriber::Stream final
   }
 
  private:
-  // Moves the next batch of settlements into `out`: acks first, then one
-  // group of nacks (same delay), then one group of dead-letters (same
-  // reason). False when there is none.
+  // Moves the next batch of settlements into `out`: acks first, then the
+  // lease extensions, then one group of nacks (same delay), then one group
+  // of dead-letters (same reason). False when there is none.
   bool NextMessageLocked(v1::SubscribeRequest* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) {
     if (!s_->acks_.empty()) {
       out->mutable_ack()->mutable_delivery_ids()->Add(s_->acks_.begin(),
                                                       s_->acks_.end());
       s_->acks_.clear();
+      return true;
+    }
+    if (!s_->extend_.empty()) {
+      v1::ModifyAckDeadline* m = out->mutable_modify_ack_deadline();
+      m->mutable_delivery_ids()->Add(s_->extend_.begin(), s_->extend_.end());
+      *m->mutable_ack_deadline() = ToProto(s_->LeaseDeadline());
+      s_->extend_.clear();
       return true;
     }
     if (!s_->nacks_.empty()) {
@@ -204,8 +217,8 @@ v1::SubscribeRequest Subscriber::SubscriptionRequest() const {
     s->mutable_start_time()->set_nanos(static_cast<int32_t>(ns % 1000000000));
   }
   s->set_max_outstanding_messages(options_.max_outstanding_messages);
-  if (options_.ack_deadline > absl::ZeroDuration()) {
-    *s->mutable_ack_deadline() = ToProto(options_.ack_deadline);
+  if (LeaseDeadline() > absl::ZeroDuration()) {
+    *s->mutable_ack_deadline() = ToProto(LeaseDeadline());
   }
   s->set_max_delivery_attempts(options_.max_delivery_attempts);
   s->set_dead_letter_topic(options_.dead_letter_topic);
@@ -225,6 +238,10 @@ absl::Status Subscriber::Run(Handler handler) {
     stream->StartLocked(SubscriptionRequest());
   }
   std::vector<std::thread> workers;
+  {
+    absl::MutexLock lock(&mu_);
+    running_workers_ = std::max(1, options_.concurrency);
+  }
   for (int i = 0; i < std::max(1, options_.concurrency); ++i) {
     workers.emplace_back([this, &handler] { WorkerLoop(handler); });
   }
@@ -233,8 +250,19 @@ absl::Status Subscriber::Run(Handler handler) {
     auto stop_or_end = [this, &stream]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return stop_requested_ || stream->done();
     };
-    mu_.Await(absl::Condition(&stop_or_end));
+    AwaitLeasingLocked(absl::Condition(&stop_or_end));
+    // Queued deliveries are not handled: they go back to the group when the
+    // stream ends. Those being handled stay leased until their handlers
+    // return.
     workers_stop_ = true;
+    for (const v1::Delivery& d : work_) {
+      leased_.erase(d.delivery_id() & kServerIdMask);
+    }
+    work_.clear();
+    auto workers_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return running_workers_ == 0;
+    };
+    AwaitLeasingLocked(absl::Condition(&workers_done));
   }
   for (std::thread& t : workers) t.join();
   absl::Status status;
@@ -259,6 +287,8 @@ absl::Status Subscriber::Run(Handler handler) {
     acks_.clear();
     nacks_.clear();
     dead_letters_.clear();
+    leased_.clear();
+    extend_.clear();
   }
   return status;
 }
@@ -272,7 +302,10 @@ void Subscriber::WorkerLoop(const Handler& handler) {
         return workers_stop_ || stop_requested_ || !work_.empty();
       };
       mu_.Await(absl::Condition(&ready));
-      if (workers_stop_ || stop_requested_) return;
+      if (workers_stop_ || stop_requested_) {
+        --running_workers_;
+        return;
+      }
       delivery = std::move(work_.front());
       work_.pop_front();
     }
@@ -293,6 +326,58 @@ void Subscriber::Stop() {
   stop_requested_ = true;
 }
 
+absl::Duration Subscriber::LeaseDeadline() const {
+  if (options_.ack_deadline > absl::ZeroDuration()) return options_.ack_deadline;
+  return options_.max_lease_extension > absl::ZeroDuration()
+             ? kDefaultLeaseDeadline
+             : absl::ZeroDuration();
+}
+
+absl::Duration Subscriber::LeasePeriod() const {
+  if (options_.max_lease_extension <= absl::ZeroDuration()) {
+    return absl::ZeroDuration();
+  }
+  return LeaseDeadline() / 3;
+}
+
+void Subscriber::AwaitLeasingLocked(const absl::Condition& condition) {
+  const absl::Duration period = LeasePeriod();
+  if (period == absl::ZeroDuration()) {
+    mu_.Await(condition);
+    return;
+  }
+  while (!mu_.AwaitWithTimeout(condition, period)) {
+    ExtendLeasesLocked(absl::Now());
+  }
+}
+
+void Subscriber::ExtendLeasesLocked(absl::Time now) {
+  if (stream_ == nullptr || !stream_->AcceptsLocked()) return;
+  // A delivery's first extension comes between one and two periods after
+  // it arrived, before the deadline the server gave it (three periods);
+  // then every period.
+  const absl::Time extend_before = now - LeasePeriod();
+  const absl::Time give_up_before = now - options_.max_lease_extension;
+  extend_.clear();
+  for (auto it = leased_.begin(); it != leased_.end();) {
+    const auto [id, arrived] = *it;
+    if (arrived <= give_up_before) {
+      spdlog::warn("eventbus subscriber: delivery {} is still not settled "
+                   "after {}; its ack deadline is no longer extended and it "
+                   "will be redelivered",
+                   AppIdLocked(id),
+                   absl::FormatDuration(options_.max_lease_extension));
+      leased_.erase(it++);
+      continue;
+    }
+    if (arrived <= extend_before) extend_.push_back(id);
+    ++it;
+  }
+  stream_->MaybeWriteLocked();
+}
+
+void Subscriber::SettleLocked(uint64_t server_id) { leased_.erase(server_id); }
+
 uint64_t Subscriber::AppIdLocked(uint64_t server_id) const {
   return (run_ << kServerIdBits) | (server_id & kServerIdMask);
 }
@@ -312,6 +397,7 @@ void Subscriber::Ack(uint64_t delivery_id) {
   absl::MutexLock lock(&mu_);
   const std::optional<uint64_t> id = ServerIdLocked(delivery_id);
   if (!id) return;
+  SettleLocked(*id);
   acks_.push_back(*id);
   stream_->MaybeWriteLocked();
 }
@@ -325,6 +411,7 @@ void Subscriber::Nack(uint64_t delivery_id,
       delay.has_value()
           ? absl::ToInt64Nanoseconds(std::max(*delay, absl::ZeroDuration()))
           : -1;
+  SettleLocked(*id);
   nacks_[key].push_back(*id);
   stream_->MaybeWriteLocked();
 }
@@ -333,6 +420,7 @@ void Subscriber::DeadLetter(uint64_t delivery_id, std::string reason) {
   absl::MutexLock lock(&mu_);
   const std::optional<uint64_t> id = ServerIdLocked(delivery_id);
   if (!id) return;
+  SettleLocked(*id);
   dead_letters_[std::move(reason)].push_back(*id);
   stream_->MaybeWriteLocked();
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -30,8 +31,16 @@ struct SubscriberOptions {
   absl::Time start_time = absl::UnixEpoch();
   // Flow control: deliveries not yet acked, at most. 0 = the server's default.
   int32_t max_outstanding_messages = 0;
-  // A delivery not acked within this time is redelivered. 0 = default.
+  // A delivery not settled within this time is redelivered, unless its
+  // lease is extended (below). 0 = the server's default, or 30s with lease
+  // extension (the Subscriber must know the deadline to extend it in time).
   absl::Duration ack_deadline = absl::ZeroDuration();
+  // Lease extension: while a delivery is queued for a handler, being
+  // handled, or (auto_ack = false) waiting for the app to settle it, the
+  // Subscriber extends its ack deadline (modify_ack_deadline, every third of
+  // the deadline), for up to this long after it arrived; then it lets the
+  // deadline pass and the event is redelivered. 0 = no lease extension.
+  absl::Duration max_lease_extension = absl::Minutes(60);
   // Attempts before the dead-letter topic. 0 = default.
   int32_t max_delivery_attempts = 0;
   // Empty = "<topic>.dlq".
@@ -98,6 +107,18 @@ class Subscriber {
   class Stream;
 
   void WorkerLoop(const Handler& handler) ABSL_LOCKS_EXCLUDED(mu_);
+  // The deadline deliveries get, and how often leases are extended (zero:
+  // never).
+  absl::Duration LeaseDeadline() const;
+  absl::Duration LeasePeriod() const;
+  // Waits for `condition`, extending leases every LeasePeriod meanwhile.
+  void AwaitLeasingLocked(const absl::Condition& condition)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a modify_ack_deadline for the leased deliveries that need one,
+  // and stops leasing those past max_lease_extension.
+  void ExtendLeasesLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets the lease of a delivery being settled.
+  void SettleLocked(uint64_t server_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The id the app sees for a server id of the current Run.
   uint64_t AppIdLocked(uint64_t server_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -117,12 +138,18 @@ class Subscriber {
   bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
   // Workers take no more work (Stop, or the stream ended).
   bool workers_stop_ ABSL_GUARDED_BY(mu_) = false;
+  // Worker threads of the current Run that have not returned.
+  int running_workers_ ABSL_GUARDED_BY(mu_) = 0;
   // Settlements waiting for the next write.
   std::vector<uint64_t> acks_ ABSL_GUARDED_BY(mu_);
   // Nacks by retry delay in nanoseconds (-1: the server's backoff).
   std::map<int64_t, std::vector<uint64_t>> nacks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<uint64_t>> dead_letters_
       ABSL_GUARDED_BY(mu_);
+  // Leased deliveries of the current Run: server id -> when it arrived.
+  absl::flat_hash_map<uint64_t, absl::Time> leased_ ABSL_GUARDED_BY(mu_);
+  // The next modify_ack_deadline to write (server ids).
+  std::vector<uint64_t> extend_ ABSL_GUARDED_BY(mu_);
   // Runs ended so far, modulo 2^20: the top bits of the ids handed out.
   uint64_t run_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t ack_errors_ ABSL_GUARDED_BY(mu_) = 0;

@@ -21,7 +21,22 @@
 namespace eventbus::testing {
 namespace {
 
-class ClientTest : public SidecarFixture {};
+class ClientTest : public SidecarFixture {
+ protected:
+  // The group's committed offsets once they reach `want`, or after 15 s.
+  std::map<int32_t, int64_t> WaitCommittedTo(const std::string& group,
+                                             const std::string& topic,
+                                             const std::map<int32_t, int64_t>& want) {
+    std::map<int32_t, int64_t> committed;
+    const absl::Time give_up = absl::Now() + absl::Seconds(15);
+    do {
+      committed = CommittedOffsets(group, topic);
+      if (committed == want) break;
+      absl::SleepFor(absl::Milliseconds(200));
+    } while (absl::Now() < give_up);
+    return committed;
+  }
+};
 
 TEST_F(ClientTest, PublishAsyncThenSubscribeReceivesEverythingAndCommits) {
   ASSERT_NO_FATAL_FAILURE(StartSidecar());
@@ -99,14 +114,67 @@ TEST_F(ClientTest, PublishAsyncThenSubscribeReceivesEverythingAndCommits) {
 
   // Every delivery was acked before the stream ended, and the member
   // commits when it ends.
-  std::map<int32_t, int64_t> committed;
-  const absl::Time give_up = absl::Now() + absl::Seconds(15);
-  do {
-    committed = CommittedOffsets(group, topic);
-    if (committed == highs) break;
-    absl::SleepFor(absl::Milliseconds(200));
-  } while (absl::Now() < give_up);
-  EXPECT_EQ(committed, highs);
+  EXPECT_EQ(WaitCommittedTo(group, topic, highs), highs);
+}
+
+// Lease extension against the real sidecar and Kafka: handlers slower than
+// the ack deadline, with events waiting in the Subscriber behind them for
+// several deadlines, yet each event is handled once, on its first attempt,
+// and the group commits past all of them.
+TEST_F(ClientTest, SlowHandlersKeepTheirDeliveriesThroughLeaseExtension) {
+  ASSERT_NO_FATAL_FAILURE(StartSidecar());
+  ASSERT_NO_FATAL_FAILURE(WaitServing());
+  const std::string topic = UniqueTopic("client-lease");
+  CreateTopic(topic, 1);
+  constexpr int kEvents = 5;
+  client::Publisher publisher(sidecar_->addresses().at(0));
+  for (int i = 0; i < kEvents; ++i) {
+    v1::PublishRequest r;
+    r.set_topic(topic);
+    r.mutable_event()->set_type("com.example.client.lease");
+    r.mutable_event()->set_data(absl::StrCat("event-", i));
+    ASSERT_TRUE(publisher.Publish(std::move(r)).ok());
+  }
+  ASSERT_TRUE(publisher.Close().ok());
+
+  const std::string group = UniqueTopic("client-lease-group");
+  client::SubscriberOptions options;
+  options.topics = {topic};
+  options.group = group;
+  options.start = v1::START_POSITION_EARLIEST;
+  options.ack_deadline = absl::Seconds(1);
+  client::Subscriber subscriber(sidecar_->addresses().at(0), options);
+  absl::Mutex mu;
+  std::vector<std::string> handled;
+  std::vector<int> attempts;
+  absl::Status status = absl::UnknownError("not run");
+  std::thread runner([&] {
+    status = subscriber.Run([&](const v1::Delivery& d) {
+      absl::SleepFor(absl::Milliseconds(800));
+      absl::MutexLock lock(&mu);
+      handled.push_back(d.event().data());
+      attempts.push_back(d.attempt());
+      return absl::OkStatus();
+    });
+  });
+  {
+    absl::MutexLock lock(&mu);
+    auto all = [&] { return handled.size() >= static_cast<size_t>(kEvents); };
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(60)))
+        << "handled " << handled.size() << " of " << kEvents;
+  }
+  // Long enough for a redelivery of any of them to arrive and be handled.
+  absl::SleepFor(absl::Seconds(2));
+  subscriber.Stop();
+  runner.join();
+  EXPECT_TRUE(status.ok()) << status;
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(handled, (std::vector<std::string>{"event-0", "event-1", "event-2",
+                                               "event-3", "event-4"}));
+  EXPECT_EQ(attempts, std::vector<int>(kEvents, 1));
+  EXPECT_EQ(subscriber.ack_errors(), 0);
+  const std::map<int32_t, int64_t> highs = HighWatermarks(topic);
+  EXPECT_EQ(WaitCommittedTo(group, topic, highs), highs);
 }
 
 }  // namespace

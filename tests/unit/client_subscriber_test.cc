@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <future>
@@ -86,6 +87,8 @@ class FakeSubscribeService final : public v1::EventBus::CallbackService {
     std::vector<int64_t> nack_delays_ms;  // -1: none given
     std::vector<uint64_t> dead_lettered;
     std::vector<std::string> dead_letter_reasons;
+    std::vector<uint64_t> extended;
+    std::vector<int64_t> extend_deadlines_ms;
     int settle_messages = 0;
     std::optional<v1::Subscription> subscription;
     bool half_closed = false;
@@ -184,6 +187,15 @@ class FakeSubscribeService final : public v1::EventBus::CallbackService {
                     : -1);
           }
           break;
+        case v1::SubscribeRequest::kModifyAckDeadline: {
+          const v1::ModifyAckDeadline& m = request_.modify_ack_deadline();
+          for (uint64_t id : m.delivery_ids()) {
+            rec.extended.push_back(id);
+            rec.extend_deadlines_ms.push_back(m.ack_deadline().seconds() * 1000 +
+                                              m.ack_deadline().nanos() / 1000000);
+          }
+          break;
+        }
         case v1::SubscribeRequest::kDeadLetter:
           ++rec.settle_messages;
           for (uint64_t id : request_.dead_letter().delivery_ids()) {
@@ -274,6 +286,23 @@ class ClientSubscriberTest : public ::testing::Test {
     o.max_delivery_attempts = 3;
     o.dead_letter_topic = "orders.dead";
     return o;
+  }
+
+  // Runs a Subscriber with `options` whose handler takes `handling` for the
+  // one delivery sent; returns what the server saw.
+  FakeSubscribeService::Recorded HandleOneSlowly(const SubscriberOptions& options,
+                                                 absl::Duration handling) {
+    Subscriber subscriber(address_, options);
+    auto run = RunAsync(subscriber, [handling](const v1::Delivery&) {
+      absl::SleepFor(handling);
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(service_.WaitSubscribed());
+    service_.Send({MakeDelivery(1)});
+    EXPECT_TRUE(service_.WaitSettled(1));
+    subscriber.Stop();
+    EXPECT_TRUE(run.get().ok());
+    return service_.recorded();
   }
 
   // Runs `subscriber` on a thread; the returned future has Run's status.
@@ -415,6 +444,89 @@ TEST_F(ClientSubscriberTest, ASettlementFromAnEarlierRunDoesNotReachTheNextStrea
   EXPECT_THAT(rec.acked, ElementsAre(1u)) << "only the current delivery is acked";
   EXPECT_TRUE(rec.nacked.empty());
   EXPECT_TRUE(rec.dead_lettered.empty());
+}
+
+// Lease extension: a handler slower than the ack deadline keeps its
+// delivery, extended every third of the deadline, until it returns.
+TEST_F(ClientSubscriberTest, ASlowHandlersDeliveryIsExtendedUntilItIsAcked) {
+  SubscriberOptions options = Options();
+  options.ack_deadline = absl::Seconds(1);
+  Subscriber subscriber(address_, options);
+  auto run = RunAsync(subscriber, [](const v1::Delivery& d) {
+    if (d.delivery_id() == 1) absl::SleepFor(absl::Milliseconds(1500));
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(service_.WaitSubscribed());
+  service_.Send({MakeDelivery(1), MakeDelivery(2)});
+  ASSERT_TRUE(service_.WaitSettled(2));
+  subscriber.Stop();
+  EXPECT_TRUE(run.get().ok());
+  const auto rec = service_.recorded();
+  EXPECT_EQ(rec.subscription->ack_deadline().seconds(), 1);
+  EXPECT_THAT(rec.acked, ElementsAre(1u, 2u));
+  // Handled for 1.5 s, extended every 333 ms from 333-667 ms after arrival:
+  // at least 3 times, and only while it was not acked.
+  EXPECT_GE(std::count(rec.extended.begin(), rec.extended.end(), 1u), 3)
+      << ::testing::PrintToString(rec.extended);
+  EXPECT_LE(std::count(rec.extended.begin(), rec.extended.end(), 1u), 5)
+      << ::testing::PrintToString(rec.extended);
+  for (int64_t ms : rec.extend_deadlines_ms) EXPECT_EQ(ms, 1000);
+}
+
+// After Stop, a handler still running keeps its lease until it returns and
+// is acked; the queued deliveries it will never handle are not extended.
+TEST_F(ClientSubscriberTest, StopKeepsExtendingTheHandlersStillRunning) {
+  SubscriberOptions options = Options();
+  options.ack_deadline = absl::Seconds(1);
+  Subscriber subscriber(address_, options);
+  std::atomic<bool> started{false};
+  auto run = RunAsync(subscriber, [&](const v1::Delivery&) {
+    started = true;
+    absl::SleepFor(absl::Milliseconds(1500));
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(service_.WaitSubscribed());
+  service_.Send({MakeDelivery(1), MakeDelivery(2)});
+  while (!started.load()) absl::SleepFor(absl::Milliseconds(1));
+  subscriber.Stop();
+  EXPECT_TRUE(run.get().ok());
+  const auto rec = service_.recorded();
+  EXPECT_THAT(rec.acked, ElementsAre(1u));
+  EXPECT_GE(std::count(rec.extended.begin(), rec.extended.end(), 1u), 3)
+      << ::testing::PrintToString(rec.extended);
+  EXPECT_EQ(std::count(rec.extended.begin(), rec.extended.end(), 2u), 0)
+      << ::testing::PrintToString(rec.extended);
+}
+
+TEST_F(ClientSubscriberTest, WithLeasesAndNoAckDeadlineTheSubscriptionAsks30s) {
+  SubscriberOptions options = Options();
+  options.ack_deadline = absl::ZeroDuration();
+  Subscriber subscriber(address_, options);
+  auto run = RunAsync(subscriber, [](const v1::Delivery&) {
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(service_.WaitSubscribed());
+  subscriber.Stop();
+  EXPECT_TRUE(run.get().ok());
+  EXPECT_EQ(service_.recorded().subscription->ack_deadline().seconds(), 30);
+}
+
+TEST_F(ClientSubscriberTest, LeasesEndAfterMaxLeaseExtension) {
+  SubscriberOptions options = Options();
+  options.ack_deadline = absl::Seconds(1);
+  options.max_lease_extension = absl::Milliseconds(400);
+  const auto rec = HandleOneSlowly(options, absl::Milliseconds(1500));
+  // Extended only in a round 333-400 ms after it arrived, if any.
+  EXPECT_LE(rec.extended.size(), 1u) << ::testing::PrintToString(rec.extended);
+}
+
+TEST_F(ClientSubscriberTest, NoLeasesWhenMaxLeaseExtensionIsZero) {
+  SubscriberOptions options = Options();
+  options.ack_deadline = absl::ZeroDuration();
+  options.max_lease_extension = absl::ZeroDuration();
+  const auto rec = HandleOneSlowly(options, absl::Milliseconds(800));
+  EXPECT_FALSE(rec.subscription->has_ack_deadline()) << "the server's default";
+  EXPECT_TRUE(rec.extended.empty());
 }
 
 TEST_F(ClientSubscriberTest, HandlersRunConcurrently) {
