@@ -321,7 +321,18 @@ absl::Status Publisher::Close() {
   auto all_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return open_streams_ == 0;
   };
-  mu_.Await(absl::Condition(&all_done));
+  if (!mu_.AwaitWithTimeout(absl::Condition(&all_done), options_.deadline)) {
+    // Every event has its result; only the server's end of the stream is
+    // missing.
+    for (Stream* s : streams_) s->Cancel();
+    mu_.Await(absl::Condition(&all_done));
+    if (result.ok()) {
+      result = absl::DeadlineExceededError(absl::StrCat(
+          "the sidecar did not end the stream within ",
+          absl::FormatDuration(options_.deadline),
+          " of the half-close; it was cancelled (every event has its result)"));
+    }
+  }
   if (result.ok()) result = close_status_;
   close_result_ = result;
   close_done_ = true;

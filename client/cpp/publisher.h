@@ -82,8 +82,10 @@ class Publisher {
 
   // Refuses further events, flushes (up to `options.deadline`; then the
   // stream is cancelled and the remaining events complete with CANCELLED),
-  // half-closes the stream and waits for the server to end it. Returns the
-  // first problem: the flush timing out, or the stream's final status.
+  // half-closes the stream and waits for the server to end it (up to
+  // `options.deadline` again; then it is cancelled). Returns the first
+  // problem: the flush timing out, the end not coming, or the stream's final
+  // status.
   // Idempotent.
   absl::Status Close() ABSL_LOCKS_EXCLUDED(mu_);
 

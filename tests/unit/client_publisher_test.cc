@@ -37,6 +37,15 @@ v1::PublishRequest Request(const std::string& key, const std::string& data) {
   return r;
 }
 
+// A server for `service` on 127.0.0.1, any free port (into `port`).
+std::unique_ptr<grpc::Server> StartOn127(grpc::Service* service, int* port) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           port);
+  builder.RegisterService(service);
+  return builder.BuildAndStart();
+}
+
 class ClientPublisherTest : public ::testing::Test {
  protected:
   void Start(server::PublishOptions options = {}) {
@@ -214,11 +223,7 @@ class RecordingService final : public v1::EventBus::CallbackService {
 TEST(ClientPublisherBatchingTest, ManyEventsGoInOneMessageUpToBatchSize) {
   RecordingService service;
   int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  std::unique_ptr<grpc::Server> server = StartOn127(&service, &port);
   ASSERT_NE(server, nullptr);
   {
     PublisherOptions options;
@@ -381,6 +386,63 @@ TEST_F(ClientPublisherTest, CloseWaitsForEveryResultThenRefusesNewEvents) {
   absl::StatusOr<PublishResult> after = publisher.PublishAsync(Request("k", "x")).get();
   EXPECT_EQ(after.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(publisher.Close().ok()) << "Close is idempotent";
+}
+
+// PublishStream that answers every event OK but never ends the stream after
+// the client half-closes; only a cancellation ends it.
+class NeverEndingPublishService final : public v1::EventBus::CallbackService {
+ public:
+  grpc::ServerBidiReactor<v1::PublishBatchRequest, v1::PublishBatchResponse>*
+  PublishStream(grpc::CallbackServerContext*) override {
+    return new Reactor();
+  }
+
+ private:
+  class Reactor final : public grpc::ServerBidiReactor<v1::PublishBatchRequest,
+                                                       v1::PublishBatchResponse> {
+   public:
+    Reactor() { StartRead(&request_); }
+    void OnReadDone(bool ok) override {
+      if (!ok) return;  // half-closed: keep the stream open
+      response_.Clear();
+      for (const v1::PublishRequest& r : request_.requests()) {
+        v1::PublishResponse* out = response_.add_responses();
+        out->set_correlation_id(r.correlation_id());
+        out->set_topic(r.topic());
+        out->set_partition(0);
+        out->set_offset(7);
+      }
+      StartWrite(&response_);
+    }
+    void OnWriteDone(bool ok) override {
+      if (ok) StartRead(&request_);
+    }
+    void OnCancel() override {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    v1::PublishBatchRequest request_;
+    v1::PublishBatchResponse response_;
+  };
+};
+
+TEST(ClientPublisherCloseTest, CloseCancelsAStreamTheServerDoesNotEnd) {
+  NeverEndingPublishService service;
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = StartOn127(&service, &port);
+  ASSERT_NE(server, nullptr);
+  PublisherOptions options;
+  options.deadline = absl::Milliseconds(500);
+  Publisher publisher(absl::StrCat("127.0.0.1:", port), options);
+  absl::StatusOr<PublishResult> r = publisher.PublishAsync(Request("k", "x")).get();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->offset, 7);
+  absl::Status closed = publisher.Close();
+  EXPECT_EQ(closed.code(), absl::StatusCode::kDeadlineExceeded) << closed;
+  EXPECT_THAT(closed.message(), HasSubstr("did not end the stream"));
+  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
 }
 
 TEST(ClientPublisherNoServerTest, EventsFailUnavailableWhenNoServerListens) {
