@@ -289,9 +289,33 @@ void RdKafkaProducer::Recreate() {
     old = std::exchange(rk_, *std::move(fresh));
     current_rk_.store(rk_.get());
   }
-  PurgeAndDrain(old.get());
+  // The old handle's records fail (not written, or possibly written for
+  // those in flight) as their delivery reports are served by ServeRetired,
+  // while the new handle takes the traffic.
+  rd_kafka_purge(old.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  retired_.push_back({std::move(old), absl::Now()});
   recreations_.fetch_add(1);
   spdlog::info("Kafka producer re-created after a fatal error");
+}
+
+void RdKafkaProducer::ServeRetired(absl::Time now) {
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    rd_kafka_t* rk = it->rk.get();
+    rd_kafka_poll(rk, 0);
+    const int left = rd_kafka_outq_len(rk);
+    if (left == 0) {
+      it = retired_.erase(it);
+      continue;
+    }
+    if (!it->warned && now - it->since > kPurgeDrainLimit) {
+      it->warned = true;
+      spdlog::warn("the Kafka producer replaced after a fatal error still has "
+                   "{} records or requests without an outcome after {}; "
+                   "waiting for them",
+                   left, absl::FormatDuration(kPurgeDrainLimit));
+    }
+    ++it;
+  }
 }
 
 void RdKafkaProducer::PollLoop() {
@@ -303,19 +327,22 @@ void RdKafkaProducer::PollLoop() {
       continue;
     }
     const absl::Time now = absl::Now();
+    ServeRetired(now);
     ServeWaiting(now);
     bool drained = false;
     bool past_deadline = false;
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) {
-        drained = waiting_.empty() && rd_kafka_outq_len(rk.get()) == 0;
+        drained = waiting_.empty() && rd_kafka_outq_len(rk.get()) == 0 &&
+                  retired_.empty();
         past_deadline = now >= drain_deadline_;
       }
     }
     if (drained) return;
     if (past_deadline) {
       size_t left = rd_kafka_outq_len(rk.get());
+      for (const Retired& r : retired_) left += rd_kafka_outq_len(r.rk.get());
       {
         absl::MutexLock lock(&mu_);
         left += waiting_.size();
@@ -325,6 +352,8 @@ void RdKafkaProducer::PollLoop() {
           "eventbus shut down before the event could be written; it was not "
           "written"));
       PurgeAndDrain(rk.get());
+      for (Retired& r : retired_) PurgeAndDrain(r.rk.get());
+      retired_.clear();
       return;
     }
   }

@@ -8,6 +8,7 @@
 #include <string>
 #include "absl/strings/string_view.h"
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -100,7 +101,11 @@ class RdKafkaProducer final : public Producer {
   void MonitorLoop();
   void ServeWaiting(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
   void Recreate();
-  // Purges everything from `rk` and serves the resulting delivery reports.
+  // Serves the delivery reports of replaced handles; drops those with none
+  // left. Poll thread only.
+  void ServeRetired(absl::Time now);
+  // Purges everything from `rk` and serves the resulting delivery reports,
+  // for up to kPurgeDrainLimit (at shutdown).
   static void PurgeAndDrain(rd_kafka_t* rk);
   void FailAllWaiting(const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -122,6 +127,16 @@ class RdKafkaProducer final : public Producer {
   std::atomic<rd_kafka_t*> current_rk_{nullptr};
   std::atomic<int> recreations_{0};
   std::atomic<size_t> undelivered_at_shutdown_{0};
+
+  // Handles replaced after a fatal error, purged, until every delivery
+  // report of theirs was served (so that no callback is lost). Poll thread
+  // only.
+  struct Retired {
+    Handle rk;
+    absl::Time since;
+    bool warned = false;
+  };
+  std::vector<Retired> retired_;
 
   std::thread poll_thread_;
   std::thread monitor_thread_;
