@@ -35,6 +35,19 @@ google::protobuf::Duration ToProto(absl::Duration d) {
 
 }  // namespace
 
+Subscriber::ReadBatch::ReadBatch()
+    : arena(ReadArenaOptions()),
+      response(google::protobuf::Arena::CreateMessage<v1::SubscribeResponse>(
+          &arena)) {}
+
+google::protobuf::ArenaOptions Subscriber::ReadBatch::ReadArenaOptions() {
+  // Small first: a message at a low rate holds one delivery.
+  google::protobuf::ArenaOptions options;
+  options.start_block_size = 1 << 10;
+  options.max_block_size = 64 << 10;
+  return options;
+}
+
 // One Subscribe call, in the style of grpc's callback examples: the
 // Subscriber's mutex guards the state, one read and one write are in flight
 // at most, and a hold keeps the call open while acks may still be written
@@ -52,7 +65,7 @@ class Subscriber::Stream final
     writing_ = std::move(subscription);
     write_pending_ = true;
     StartWrite(&writing_);
-    StartRead(&response_);
+    StartNextReadLocked();
     StartCall();
   }
 
@@ -104,25 +117,25 @@ class Subscriber::Stream final
       MaybeReleaseHoldLocked();
       return;
     }
-    s_->deliveries_ += response_.deliveries_size();
+    v1::SubscribeResponse& response = *reading_->response;
+    s_->deliveries_ += response.deliveries_size();
     if (!s_->stop_requested_) {
       const bool lease = s_->LeasePeriod() > absl::ZeroDuration();
       const absl::Time now = absl::Now();
-      for (v1::Delivery& d : *response_.mutable_deliveries()) {
+      for (v1::Delivery& d : *response.mutable_deliveries()) {
         if (lease) s_->leased_.emplace(d.delivery_id(), now);
         d.set_delivery_id(s_->AppIdLocked(d.delivery_id()));
-        s_->work_.push_back(std::move(d));
+        s_->work_.push_back({reading_, &d});
       }
     }
-    for (const v1::AckError& e : response_.ack_errors()) {
+    for (const v1::AckError& e : response.ack_errors()) {
       ++s_->ack_errors_;
       spdlog::warn("eventbus subscriber: the server could not settle delivery "
                    "{}: {}",
                    s_->AppIdLocked(e.delivery_id()),
                    FromProtoStatus(e.status()).ToString());
     }
-    response_.Clear();
-    StartRead(&response_);
+    StartNextReadLocked();
   }
 
   void OnDone(const grpc::Status& status) override {
@@ -171,6 +184,13 @@ class Subscriber::Stream final
     return false;
   }
 
+  // Reads the next message into a batch of its own, which its deliveries
+  // keep alive in work_ until they are handled.
+  void StartNextReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) {
+    reading_ = std::make_shared<ReadBatch>();
+    StartRead(reading_->response);
+  }
+
   // RemoveHold from outside a reaction schedules OnDone on another thread,
   // and inside one it cannot be the last reference: never re-entrant.
   void MaybeReleaseHoldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s_->mu_) {
@@ -182,7 +202,7 @@ class Subscriber::Stream final
   Subscriber* const s_;
   grpc::ClientContext context_;
   // Target of StartRead; touched only between StartRead and OnReadDone.
-  v1::SubscribeResponse response_;
+  std::shared_ptr<ReadBatch> reading_;
   // Passed to StartWrite; lives until OnWriteDone.
   v1::SubscribeRequest writing_ ABSL_GUARDED_BY(s_->mu_);
   bool write_pending_ ABSL_GUARDED_BY(s_->mu_) = false;
@@ -255,8 +275,8 @@ absl::Status Subscriber::Run(Handler handler) {
     // stream ends. Those being handled stay leased until their handlers
     // return.
     workers_stop_ = true;
-    for (const v1::Delivery& d : work_) {
-      leased_.erase(d.delivery_id() & kServerIdMask);
+    for (const Work& w : work_) {
+      leased_.erase(w.delivery->delivery_id() & kServerIdMask);
     }
     work_.clear();
     auto workers_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -295,7 +315,7 @@ absl::Status Subscriber::Run(Handler handler) {
 
 void Subscriber::WorkerLoop(const Handler& handler) {
   for (;;) {
-    v1::Delivery delivery;
+    Work work;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -306,9 +326,10 @@ void Subscriber::WorkerLoop(const Handler& handler) {
         --running_workers_;
         return;
       }
-      delivery = std::move(work_.front());
+      work = std::move(work_.front());
       work_.pop_front();
     }
+    const v1::Delivery& delivery = *work.delivery;
     const absl::Status status = handler(delivery);
     if (!options_.auto_ack) continue;
     if (status.ok()) {

@@ -31,7 +31,10 @@
 //                      fetch settings), storing the offset of every message,
 //                      auto-commit, a final commit;
 //   sidecar subscribe  Subscribe with client::Subscriber, auto-ack, default
-//                      flow control.
+//                      flow control;
+//   floor subscribe    the same against the floor, which feeds copies of the
+//                      delivery the sidecar would send, 1,000 outstanding
+//                      and 500 per write like the sidecar.
 //
 // Latency, open loop, 100 B events, 1,000 and 10,000 events/s for 3 s
 // (smoke: 1,000/s for 0.5 s): event i is sent at start + i / rate whatever
@@ -1425,7 +1428,7 @@ int ServeFloor(const std::string& address) {
   sigaddset(&stop, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   grpc::EnableDefaultHealthCheckService(true);
-  FloorService service;
+  FloorService service(kSource, kType);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, grpc::InsecureServerCredentials());
   builder.RegisterService(&service);
@@ -1651,7 +1654,7 @@ int Main(int argc, char** argv) {
     }
     sidecar = *std::move(started);
   }
-  if (options.Wants("publish")) {
+  if (options.Wants("publish") || options.Wants("subscribe")) {
     absl::StatusOr<std::unique_ptr<ChildServer>> started = StartFloor();
     if (!started.ok()) {
       std::fprintf(stderr, "bench: %s\n", started.status().ToString().c_str());
@@ -1732,7 +1735,7 @@ int Main(int argc, char** argv) {
   for (size_t payload : payloads) {
     if (!options.Wants("subscribe")) break;
     report.Get("consume direct", payload);
-    report.Get("sidecar subscribe", payload, "consume direct");
+    report.Get("sidecar subscribe", payload, "consume direct", "floor subscribe");
     // RunDirect writes a warm-up before the timed events.
     Measurement fill = RunDirect(**direct, sub_events.at(payload), events_for(payload));
     std::fprintf(stderr, "bench: filled %s with %lld events (%.0f events/s)%s%s\n",
@@ -1759,8 +1762,12 @@ int Main(int argc, char** argv) {
       record("sidecar subscribe", timed(sidecar_cpu, [&] {
                return RunSubscribeSidecar(sidecar_channel, topic, total);
              }));
+      record("floor subscribe", timed(floor_cpu, [&] {
+               return RunSubscribeSidecar(floor_channel, topic, total);
+             }));
     }
   }
+  for (const auto& [payload, total] : sub_totals) report.Get("floor subscribe", payload);
 
   // Latency, open loop, 100 B events: publish-ack and end-to-end, direct
   // and sidecar in turn at each rate, histograms merged over the runs.
