@@ -398,7 +398,7 @@ void GroupConsumer::OnMessage(const rd_kafka_message_t* msg) {
   auto record = std::make_shared<const InboundRecord>(ToInboundRecord(msg));
   {
     absl::MutexLock lock(&mu_);
-    auto it = partitions_.find({record->topic, record->partition});
+    auto it = partitions_.find(TopicPartitionRef{record->topic, record->partition});
     if (it == partitions_.end() || !it->second.tracker.Track(record->offset)) {
       return;  // revoked meanwhile, or already seen
     }
@@ -462,7 +462,7 @@ void GroupConsumer::Release(const InboundRecord& record) {
 
 void GroupConsumer::Finish(const InboundRecord& record) {
   Release(record);
-  auto it = partitions_.find({record.topic, record.partition});
+  auto it = partitions_.find(TopicPartitionRef{record.topic, record.partition});
   if (it == partitions_.end()) return;
   PartitionState& state = it->second;
   state.tracker.Ack(record.offset);
@@ -521,7 +521,7 @@ void GroupConsumer::SendToDeadLetters(
   out.headers.push_back({"eventbus.dlq.attempts", absl::StrCat(attempts)});
   out.headers.push_back({"eventbus.dlq.reason", reason});
   out.headers.push_back({"eventbus.dlq.group", options_.group});
-  auto state = partitions_.find({record->topic, record->partition});
+  auto state = partitions_.find(TopicPartitionRef{record->topic, record->partition});
   const uint64_t generation =
       state == partitions_.end() ? 0 : state->second.generation;
   ++dead_letters_in_flight_;
@@ -552,7 +552,7 @@ void GroupConsumer::OnDeadLettered(std::shared_ptr<const InboundRecord> record,
     // object may be destroyed.
     Wake();
     --dead_letters_in_flight_;
-    auto state = partitions_.find({record->topic, record->partition});
+    auto state = partitions_.find(TopicPartitionRef{record->topic, record->partition});
     // Revoked (and maybe assigned again) meanwhile: the new owner has the
     // event; only the flow-control counters still hold it.
     const bool assigned = state != partitions_.end() &&
@@ -758,7 +758,7 @@ void GroupConsumer::StoreOffsets() {
   absl::MutexLock lock(&mu_);
   for (int i = 0; i < list->cnt; ++i) {
     const rd_kafka_topic_partition_t& p = list->elems[i];
-    auto it = partitions_.find({p.topic, p.partition});
+    auto it = partitions_.find(TopicPartitionRef{p.topic, p.partition});
     if (p.err != RD_KAFKA_RESP_ERR_NO_ERROR && it != partitions_.end()) {
       it->second.stored.reset();  // try again on the next tick
     }

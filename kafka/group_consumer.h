@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -82,6 +83,29 @@ struct TopicPartition {
   std::string topic;
   int32_t partition = -1;
   friend auto operator<=>(const TopicPartition&, const TopicPartition&) = default;
+};
+
+// A TopicPartition that does not own its topic, to look one up without
+// copying the name.
+struct TopicPartitionRef {
+  absl::string_view topic;
+  int32_t partition = -1;
+};
+
+// Orders TopicPartitions as their operator<=> does, and compares them with
+// TopicPartitionRefs.
+struct TopicPartitionLess {
+  using is_transparent = void;
+  static std::pair<absl::string_view, int32_t> View(const TopicPartition& t) {
+    return {t.topic, t.partition};
+  }
+  static std::pair<absl::string_view, int32_t> View(const TopicPartitionRef& t) {
+    return {t.topic, t.partition};
+  }
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const {
+    return View(a) < View(b);
+  }
 };
 
 // Where a GroupConsumer sends what happens. Called on the consumer's thread,
@@ -287,7 +311,8 @@ class GroupConsumer {
   absl::Time assigned_at_;  // of the last assignment
 
   mutable absl::Mutex mu_;
-  std::map<TopicPartition, PartitionState> partitions_ ABSL_GUARDED_BY(mu_);
+  std::map<TopicPartition, PartitionState, TopicPartitionLess> partitions_
+      ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, Outstanding> outstanding_ ABSL_GUARDED_BY(mu_);
   // Ids no longer outstanding because their partition was revoked or they
   // were redelivered; remembered to answer late acks clearly.

@@ -215,9 +215,11 @@ absl::Status SetAttribute(absl::string_view name, const std::string& value,
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::Event> DecodeStructured(const std::string& value) {
+absl::StatusOr<v1::Event> DecodeStructured(absl::string_view value) {
   google::protobuf::Struct doc;
-  if (!google::protobuf::util::JsonStringToMessage(value, &doc).ok()) {
+  if (!google::protobuf::util::JsonStringToMessage(
+           google::protobuf::StringPiece(value.data(), value.size()), &doc)
+           .ok()) {
     return NotCloudEvent("structured value is not a JSON object");
   }
   v1::Event e;
@@ -491,13 +493,13 @@ absl::StatusOr<v1::Event> DecodeRecord(kafka::Record record) {
 absl::StatusOr<v1::Event> DecodeEvent(const std::vector<kafka::Header>& headers,
                                       std::string value) {
   v1::Event e;
-  absl::Status status = DecodeEventInto(headers, std::move(value), &e);
+  absl::Status status = DecodeEventInto(headers, value, &e);
   if (!status.ok()) return status;
   return e;
 }
 
 absl::Status DecodeEventInto(const std::vector<kafka::Header>& headers,
-                             std::string value, v1::Event* e) {
+                             absl::string_view value, v1::Event* e) {
   const kafka::Header* content_type = nullptr;
   for (const kafka::Header& h : headers) {
     if (absl::EqualsIgnoreCase(h.name, kContentTypeHeader)) content_type = &h;
@@ -518,7 +520,7 @@ absl::Status DecodeEventInto(const std::vector<kafka::Header>& headers,
   }
   if (e->spec_version().empty()) return NotCloudEvent("no ce_specversion header");
   if (content_type != nullptr) e->set_data_content_type(content_type->value);
-  e->set_data(std::move(value));
+  e->set_data(value.data(), value.size());
   return absl::OkStatus();
 }
 

@@ -47,16 +47,16 @@ absl::StatusOr<kafka::Record> EncodeRecord(v1::PublishRequest& request,
                                            int64_t max_event_bytes);
 
 // Decodes a record written in either mode back into an Event; the record's
-// value moves into the event's data. Returns INVALID_ARGUMENT when the record
+// value becomes the event's data. Returns INVALID_ARGUMENT when the record
 // is not a CloudEvent.
 absl::StatusOr<v1::Event> DecodeRecord(kafka::Record record);
-// The same from a record's headers and value (which moves into the data).
+// The same from a record's headers and value.
 absl::StatusOr<v1::Event> DecodeEvent(const std::vector<kafka::Header>& headers,
                                       std::string value);
-// The same into `*e` (which may be on an arena); on an error `*e` is left
-// partly filled.
+// The same into `*e` (which may be on an arena): the value is copied once,
+// into the data. On an error `*e` is left partly filled.
 absl::Status DecodeEventInto(const std::vector<kafka::Header>& headers,
-                             std::string value, v1::Event* e);
+                             absl::string_view value, v1::Event* e);
 
 // RFC 3339 in UTC with as many fractional digits as needed.
 std::string FormatRfc3339(absl::Time t);

@@ -177,12 +177,13 @@ void FillDelivery(const kafka::Delivery& delivery, v1::Delivery* d) {
         static_cast<int32_t>((r.timestamp_ms % 1000) * 1000000));
   }
   d->set_attempt(delivery.attempt);
-  if (DecodeEventInto(r.headers, r.value.value_or(""), d->mutable_event()).ok()) {
+  const absl::string_view value = r.value ? absl::string_view(*r.value) : "";
+  if (DecodeEventInto(r.headers, value, d->mutable_event()).ok()) {
     return;
   }
   d->set_raw(true);
   d->mutable_event()->Clear();
-  d->mutable_event()->set_data(r.value.value_or(""));
+  d->mutable_event()->set_data(value.data(), value.size());
   for (const kafka::Header& h : r.headers) {
     v1::Header* out = d->add_headers();
     out->set_name(h.name);
