@@ -4,7 +4,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
+#include <memory>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kafka/rdkafka_producer.h"
@@ -30,47 +33,77 @@ constexpr int kCommitTimeoutMs = 10000;
 // Ids of deliveries that went away, remembered to explain late acks.
 constexpr size_t kMaxGoneIds = 100000;
 
-std::string PartitionName(const std::string& topic, int32_t partition) {
+std::string PartitionName(absl::string_view topic, int32_t partition) {
   return absl::StrCat(topic, "[", partition, "]");
 }
 
 InboundRecord ToInboundRecord(const rd_kafka_message_t* msg) {
-  InboundRecord r;
-  r.topic = rd_kafka_topic_name(msg->rkt);
-  r.partition = msg->partition;
-  r.offset = msg->offset;
+  std::optional<absl::string_view> key, value;
   if (msg->key != nullptr) {
-    r.key.emplace(static_cast<const char*>(msg->key), msg->key_len);
+    key.emplace(static_cast<const char*>(msg->key), msg->key_len);
   }
   if (msg->payload != nullptr) {
-    r.value.emplace(static_cast<const char*>(msg->payload), msg->len);
+    value.emplace(static_cast<const char*>(msg->payload), msg->len);
   }
-  rd_kafka_headers_t* headers = nullptr;
-  if (rd_kafka_message_headers(msg, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    r.headers.reserve(rd_kafka_header_cnt(headers));
+  // Views of librdkafka's copy, valid while `msg` is; Make copies them.
+  absl::InlinedVector<HeaderView, 8> headers;
+  rd_kafka_headers_t* hdrs = nullptr;
+  if (rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
     const char* name;
-    const void* value;
+    const void* v;
     size_t size;
-    for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value,
-                                               &size) ==
-                       RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (size_t i = 0;
+         rd_kafka_header_get_all(hdrs, i, &name, &v, &size) ==
+         RD_KAFKA_RESP_ERR_NO_ERROR;
          ++i) {
-      r.headers.push_back(
-          {name, value == nullptr
-                     ? std::string()
-                     : std::string(static_cast<const char*>(value), size)});
+      headers.push_back(
+          {name, v == nullptr ? absl::string_view()
+                              : absl::string_view(static_cast<const char*>(v), size)});
     }
   }
   rd_kafka_timestamp_type_t type;
-  r.timestamp_ms = rd_kafka_message_timestamp(msg, &type);
-  return r;
+  return InboundRecord::Make(rd_kafka_topic_name(msg->rkt), msg->partition,
+                             msg->offset, key, value, headers,
+                             rd_kafka_message_timestamp(msg, &type));
 }
 
 }  // namespace
 
+InboundRecord InboundRecord::Make(absl::string_view topic, int32_t partition,
+                                  int64_t offset,
+                                  std::optional<absl::string_view> key,
+                                  std::optional<absl::string_view> value,
+                                  absl::Span<const HeaderView> headers,
+                                  int64_t timestamp_ms) {
+  size_t total = topic.size() + (key ? key->size() : 0) +
+                 (value ? value->size() : 0);
+  for (const HeaderView& h : headers) total += h.name.size() + h.value.size();
+  InboundRecord r;
+  r.storage_ = std::make_unique_for_overwrite<char[]>(total);
+  char* at = r.storage_.get();
+  auto copy = [&at](absl::string_view from) {
+    if (!from.empty()) std::memcpy(at, from.data(), from.size());
+    absl::string_view to(at, from.size());
+    at += from.size();
+    return to;
+  };
+  r.topic = copy(topic);
+  r.partition = partition;
+  r.offset = offset;
+  if (key) r.key = copy(*key);
+  if (value) r.value = copy(*value);
+  r.headers.reserve(headers.size());
+  for (const HeaderView& h : headers) {
+    const absl::string_view name = copy(h.name);
+    r.headers.push_back({name, copy(h.value)});
+  }
+  r.timestamp_ms = timestamp_ms;
+  return r;
+}
+
 size_t InboundRecord::Bytes() const {
   size_t n = (key ? key->size() : 0) + (value ? value->size() : 0);
-  for (const Header& h : headers) n += h.name.size() + h.value.size();
+  for (const HeaderView& h : headers) n += h.name.size() + h.value.size();
   return n;
 }
 
@@ -437,7 +470,8 @@ std::string GroupConsumer::OrderKey(const InboundRecord& record) const {
 
 void GroupConsumer::Admit(std::shared_ptr<const InboundRecord> record) {
   if (options_.ordering != Ordering::kUnordered) {
-    PartitionState& state = partitions_[{record->topic, record->partition}];
+    PartitionState& state =
+        partitions_[{std::string(record->topic), record->partition}];
     const std::string key = OrderKey(*record);
     if (state.busy[key] > 0) {
       state.held[key].push_back(std::move(record));
@@ -501,7 +535,7 @@ void GroupConsumer::Retry(std::shared_ptr<const InboundRecord> record,
                            std::move(record), attempt + 1});
 }
 
-std::string GroupConsumer::DeadLetterTopic(const std::string& topic) const {
+std::string GroupConsumer::DeadLetterTopic(absl::string_view topic) const {
   return options_.dead_letter_topic.empty()
              ? absl::StrCat(topic, options_.dead_letter_suffix)
              : options_.dead_letter_topic;
@@ -512,10 +546,13 @@ void GroupConsumer::SendToDeadLetters(
     std::string reason) {
   Record out;
   out.topic = DeadLetterTopic(record->topic);
-  out.key = record->key;
-  out.value = record->value.value_or("");
-  out.headers = record->headers;
-  out.headers.push_back({"eventbus.dlq.topic", record->topic});
+  if (record->key) out.key.emplace(*record->key);
+  if (record->value) out.value = std::string(*record->value);
+  out.headers.reserve(record->headers.size() + 6);
+  for (const HeaderView& h : record->headers) {
+    out.headers.push_back({std::string(h.name), std::string(h.value)});
+  }
+  out.headers.push_back({"eventbus.dlq.topic", std::string(record->topic)});
   out.headers.push_back({"eventbus.dlq.partition", absl::StrCat(record->partition)});
   out.headers.push_back({"eventbus.dlq.offset", absl::StrCat(record->offset)});
   out.headers.push_back({"eventbus.dlq.attempts", absl::StrCat(attempts)});
@@ -888,7 +925,7 @@ void GroupConsumer::OnRevoke(rd_kafka_topic_partition_list_t* partitions,
   std::vector<TopicPartition> revoked;
   {
     absl::MutexLock lock(&mu_);
-    std::set<TopicPartition> set;
+    std::set<TopicPartition, TopicPartitionLess> set;
     for (int i = 0; i < partitions->cnt; ++i) {
       TopicPartition tp{partitions->elems[i].topic, partitions->elems[i].partition};
       auto it = partitions_.find(tp);
@@ -910,7 +947,7 @@ void GroupConsumer::OnRevoke(rd_kafka_topic_partition_list_t* partitions,
       revoked.push_back(std::move(tp));
     }
     auto in_set = [&set](const InboundRecord& r) {
-      return set.count({r.topic, r.partition}) > 0;
+      return set.count(TopicPartitionRef{r.topic, r.partition}) > 0;
     };
     const std::string why = lost ? "its partition was lost (the group moved on)"
                                  : "its partition was revoked in a rebalance; "

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace eventbus::kafka {
 
@@ -15,6 +16,12 @@ struct Header {
   std::string value;
 
   friend bool operator==(const Header&, const Header&) = default;
+};
+
+// A header someone else's storage holds (an InboundRecord's, librdkafka's).
+struct HeaderView {
+  absl::string_view name;
+  absl::string_view value;
 };
 
 // A Kafka record to produce. Plain data: no librdkafka types.

@@ -186,22 +186,22 @@ absl::Status NotCloudEvent(absl::string_view why) {
       absl::StrCat("record is not a CloudEvent: ", why));
 }
 
-absl::Status SetAttribute(absl::string_view name, const std::string& value,
+absl::Status SetAttribute(absl::string_view name, absl::string_view value,
                           v1::Event* e) {
   if (name == "id") {
-    e->set_id(value);
+    e->set_id(value.data(), value.size());
   } else if (name == "source") {
-    e->set_source(value);
+    e->set_source(value.data(), value.size());
   } else if (name == "type") {
-    e->set_type(value);
+    e->set_type(value.data(), value.size());
   } else if (name == "specversion") {
-    e->set_spec_version(value);
+    e->set_spec_version(value.data(), value.size());
   } else if (name == "subject") {
-    e->set_subject(value);
+    e->set_subject(value.data(), value.size());
   } else if (name == "datacontenttype") {
-    e->set_data_content_type(value);
+    e->set_data_content_type(value.data(), value.size());
   } else if (name == "dataschema") {
-    e->set_data_schema(value);
+    e->set_data_schema(value.data(), value.size());
   } else if (name == "time") {
     absl::Time t;
     std::string err;
@@ -210,7 +210,7 @@ absl::Status SetAttribute(absl::string_view name, const std::string& value,
     }
     SetTime(t, e->mutable_time());
   } else {
-    (*e->mutable_extensions())[std::string(name)] = value;
+    (*e->mutable_extensions())[std::string(name)] = std::string(value);
   }
   return absl::OkStatus();
 }
@@ -492,16 +492,19 @@ absl::StatusOr<v1::Event> DecodeRecord(kafka::Record record) {
 
 absl::StatusOr<v1::Event> DecodeEvent(const std::vector<kafka::Header>& headers,
                                       std::string value) {
+  std::vector<kafka::HeaderView> views;
+  views.reserve(headers.size());
+  for (const kafka::Header& h : headers) views.push_back({h.name, h.value});
   v1::Event e;
-  absl::Status status = DecodeEventInto(headers, value, &e);
+  absl::Status status = DecodeEventInto(views, value, &e);
   if (!status.ok()) return status;
   return e;
 }
 
-absl::Status DecodeEventInto(const std::vector<kafka::Header>& headers,
+absl::Status DecodeEventInto(absl::Span<const kafka::HeaderView> headers,
                              absl::string_view value, v1::Event* e) {
-  const kafka::Header* content_type = nullptr;
-  for (const kafka::Header& h : headers) {
+  const kafka::HeaderView* content_type = nullptr;
+  for (const kafka::HeaderView& h : headers) {
     if (absl::EqualsIgnoreCase(h.name, kContentTypeHeader)) content_type = &h;
   }
   if (content_type != nullptr &&
@@ -511,15 +514,17 @@ absl::Status DecodeEventInto(const std::vector<kafka::Header>& headers,
     *e = *std::move(structured);
     return absl::OkStatus();
   }
-  for (const kafka::Header& h : headers) {
+  for (const kafka::HeaderView& h : headers) {
     if (!absl::StartsWith(h.name, kHeaderPrefix)) continue;
     absl::Status s =
-        SetAttribute(absl::string_view(h.name).substr(kHeaderPrefix.size()),
-                     h.value, e);
+        SetAttribute(h.name.substr(kHeaderPrefix.size()), h.value, e);
     if (!s.ok()) return s;
   }
   if (e->spec_version().empty()) return NotCloudEvent("no ce_specversion header");
-  if (content_type != nullptr) e->set_data_content_type(content_type->value);
+  if (content_type != nullptr) {
+    e->set_data_content_type(content_type->value.data(),
+                             content_type->value.size());
+  }
   e->set_data(value.data(), value.size());
   return absl::OkStatus();
 }

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "eventbus/v1/eventbus.pb.h"
 #include "kafka/record.h"
 
@@ -55,7 +56,7 @@ absl::StatusOr<v1::Event> DecodeEvent(const std::vector<kafka::Header>& headers,
                                       std::string value);
 // The same into `*e` (which may be on an arena): the value is copied once,
 // into the data. On an error `*e` is left partly filled.
-absl::Status DecodeEventInto(const std::vector<kafka::Header>& headers,
+absl::Status DecodeEventInto(absl::Span<const kafka::HeaderView> headers,
                              absl::string_view value, v1::Event* e);
 
 // RFC 3339 in UTC with as many fractional digits as needed.

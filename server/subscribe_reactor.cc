@@ -167,10 +167,10 @@ v1::Delivery ToProtoDelivery(const kafka::Delivery& delivery) {
 void FillDelivery(const kafka::Delivery& delivery, v1::Delivery* d) {
   const kafka::InboundRecord& r = *delivery.record;
   d->set_delivery_id(delivery.id);
-  d->set_topic(r.topic);
+  d->set_topic(r.topic.data(), r.topic.size());
   d->set_partition(r.partition);
   d->set_offset(r.offset);
-  if (r.key) d->set_key(*r.key);
+  if (r.key) d->set_key(r.key->data(), r.key->size());
   if (r.timestamp_ms >= 0) {
     d->mutable_record_time()->set_seconds(r.timestamp_ms / 1000);
     d->mutable_record_time()->set_nanos(
@@ -184,12 +184,12 @@ void FillDelivery(const kafka::Delivery& delivery, v1::Delivery* d) {
   d->set_raw(true);
   d->mutable_event()->Clear();
   d->mutable_event()->set_data(value.data(), value.size());
-  for (const kafka::Header& h : r.headers) {
+  for (const kafka::HeaderView& h : r.headers) {
     v1::Header* out = d->add_headers();
-    out->set_name(h.name);
-    out->set_value(h.value);
+    out->set_name(h.name.data(), h.name.size());
+    out->set_value(h.value.data(), h.value.size());
     if (absl::EqualsIgnoreCase(h.name, "content-type")) {
-      d->mutable_event()->set_data_content_type(h.value);
+      d->mutable_event()->set_data_content_type(h.value.data(), h.value.size());
     }
   }
 }
@@ -296,10 +296,12 @@ class SubscribeReactor final
   }
 
   void Revoked(const std::vector<kafka::TopicPartition>& partitions) override {
-    std::set<kafka::TopicPartition> revoked(partitions.begin(), partitions.end());
+    std::set<kafka::TopicPartition, kafka::TopicPartitionLess> revoked(
+        partitions.begin(), partitions.end());
     absl::MutexLock lock(&mu_);
     std::erase_if(pending_, [&revoked](const kafka::Delivery& d) {
-      return revoked.count({d.record->topic, d.record->partition}) > 0;
+      return revoked.count(kafka::TopicPartitionRef{d.record->topic,
+                                                    d.record->partition}) > 0;
     });
   }
 

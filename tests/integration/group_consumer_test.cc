@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -112,7 +113,7 @@ TEST_F(GroupConsumerTest, TransactionMarkersDoNotKeepTheFetcherNudged) {
   std::map<int32_t, int64_t> want;  // partition -> after its last record
   for (const kafka::Delivery& d : got) {
     ids.push_back(d.id);
-    EXPECT_TRUE(d.record->value->starts_with("committed-")) << *d.record->value;
+    EXPECT_TRUE(absl::StartsWith(*d.record->value, "committed-")) << *d.record->value;
   }
   for (const kafka::DeliveryResult& r : committed) {
     want[r.partition] = std::max(want[r.partition], r.offset + 1);

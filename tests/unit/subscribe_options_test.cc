@@ -116,15 +116,10 @@ TEST(SubscribeOptionsTest, BadSubscriptionsNameTheField) {
 
 std::shared_ptr<const kafka::InboundRecord> MakeRecord(
     std::vector<kafka::Header> headers, std::string value) {
-  auto r = std::make_shared<kafka::InboundRecord>();
-  r->topic = "orders";
-  r->partition = 3;
-  r->offset = 42;
-  r->key = "k";
-  r->value = std::move(value);
-  r->headers = std::move(headers);
-  r->timestamp_ms = 1714566896789;
-  return r;
+  std::vector<kafka::HeaderView> views;
+  for (const kafka::Header& h : headers) views.push_back({h.name, h.value});
+  return std::make_shared<kafka::InboundRecord>(kafka::InboundRecord::Make(
+      "orders", 3, 42, "k", value, views, 1714566896789));
 }
 
 TEST(ToProtoDeliveryTest, CloudEventRecord) {
