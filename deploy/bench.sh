@@ -6,7 +6,8 @@
 # PublishStream with 100 and 1 events per message and unary Publish through
 # the eventbus-sidecar process, and the same gRPC calls against a server
 # that answers at once: the gRPC floor), subscribe throughput (a plain
-# librdkafka group consumer next to Subscribe with acks), publish-ack and
+# librdkafka group consumer next to Subscribe with acks, and Subscribe
+# against the floor, which feeds the same deliveries), publish-ack and
 # end-to-end latency at 1,000 and 10,000 events/s offered open loop, and the
 # sidecar process's memory and CPU per 1,000 events.
 #
