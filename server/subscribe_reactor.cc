@@ -27,6 +27,8 @@ constexpr size_t kMaxPendingAckErrors = 10000;
 constexpr absl::Duration kMinAckDeadline = absl::Seconds(1);
 constexpr absl::Duration kMaxAckDeadline = absl::Minutes(10);
 constexpr int kMaxDeliveryAttempts = 1000;
+constexpr char kFeaturesMetadata[] = "eventbus-features";
+constexpr char kFeatureModifyAckDeadline[] = "modify_ack_deadline";
 
 google::protobuf::ArenaOptions ArenaOptionsForWrites() {
   google::protobuf::ArenaOptions options;
@@ -494,7 +496,10 @@ Subscriptions::~Subscriptions() {
 }
 
 grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
-Subscriptions::Open(grpc::CallbackServerContext* /*context*/) {
+Subscriptions::Open(grpc::CallbackServerContext* context) {
+  // Sent with the first message: what this server accepts beyond the first
+  // version of the protocol (see SubscribeRequest).
+  context->AddInitialMetadata(kFeaturesMetadata, kFeatureModifyAckDeadline);
   auto* stream = new SubscribeReactor(this);
   bool draining, full;
   {

@@ -7,6 +7,8 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
 #include "client/cpp/channel.h"
 #include "client/cpp/status.h"
 
@@ -24,6 +26,11 @@ constexpr uint64_t kServerIdMask = (uint64_t{1} << kServerIdBits) - 1;
 // The ack deadline asked for when the options leave it to the server but
 // leases are extended.
 constexpr absl::Duration kDefaultLeaseDeadline = absl::Seconds(30);
+// Ids per modify_ack_deadline message, at most.
+constexpr int kMaxIdsPerExtension = 5000;
+// The server's initial metadata naming what it accepts (see the proto).
+constexpr char kFeaturesMetadata[] = "eventbus-features";
+constexpr char kFeatureModifyAckDeadline[] = "modify_ack_deadline";
 
 google::protobuf::Duration ToProto(absl::Duration d) {
   google::protobuf::Duration out;
@@ -117,10 +124,20 @@ class Subscriber::Stream final
       MaybeReleaseHoldLocked();
       return;
     }
+    if (!metadata_checked_) {
+      metadata_checked_ = true;
+      s_->leases_on_ = s_->LeasePeriod() > absl::ZeroDuration() &&
+                       AcceptsModifyAckDeadline();
+      if (s_->LeasePeriod() > absl::ZeroDuration() && !s_->leases_on_) {
+        spdlog::warn("eventbus subscriber: the sidecar does not accept "
+                     "modify_ack_deadline (an older version); ack deadlines "
+                     "are not extended on this stream");
+      }
+    }
     v1::SubscribeResponse& response = *reading_->response;
     s_->deliveries_ += response.deliveries_size();
     if (!s_->stop_requested_) {
-      const bool lease = s_->LeasePeriod() > absl::ZeroDuration();
+      const bool lease = s_->leases_on_;
       const absl::Time now = absl::Now();
       for (v1::Delivery& d : *response.mutable_deliveries()) {
         if (lease) s_->leased_.emplace(d.delivery_id(), now);
@@ -129,6 +146,9 @@ class Subscriber::Stream final
       }
     }
     for (const v1::AckError& e : response.ack_errors()) {
+      // Whatever the request was, the delivery is not outstanding on the
+      // server (any more): extending it is pointless.
+      s_->leased_.erase(e.delivery_id());
       ++s_->ack_errors_;
       spdlog::warn("eventbus subscriber: the server could not settle delivery "
                    "{}: {}",
@@ -136,6 +156,22 @@ class Subscriber::Stream final
                    FromProtoStatus(e.status()).ToString());
     }
     StartNextReadLocked();
+  }
+
+  // Whether the server's initial metadata lists modify_ack_deadline among
+  // its features (see the proto). Valid once a read has completed.
+  bool AcceptsModifyAckDeadline() {
+    const auto& metadata = context_.GetServerInitialMetadata();
+    auto [begin, end] = metadata.equal_range(kFeaturesMetadata);
+    for (auto it = begin; it != end; ++it) {
+      for (absl::string_view feature : absl::StrSplit(
+               absl::string_view(it->second.data(), it->second.size()), ',')) {
+        if (absl::StripAsciiWhitespace(feature) == kFeatureModifyAckDeadline) {
+          return true;
+        }
+      }
+    }
+    return false;
   }
 
   void OnDone(const grpc::Status& status) override {
@@ -158,10 +194,18 @@ class Subscriber::Stream final
     }
     if (!s_->extend_.empty()) {
       v1::ModifyAckDeadline* m = out->mutable_modify_ack_deadline();
-      m->mutable_delivery_ids()->Add(s_->extend_.begin(), s_->extend_.end());
-      *m->mutable_ack_deadline() = ToProto(s_->LeaseDeadline());
-      s_->extend_.clear();
-      return true;
+      while (!s_->extend_.empty() &&
+             m->delivery_ids_size() < kMaxIdsPerExtension) {
+        const uint64_t id = s_->extend_.front();
+        s_->extend_.pop_front();
+        // Settled since the round queued it: no longer leased.
+        if (s_->leased_.contains(id)) m->add_delivery_ids(id);
+      }
+      if (m->delivery_ids_size() > 0) {
+        *m->mutable_ack_deadline() = ToProto(s_->LeaseDeadline());
+        return true;
+      }
+      out->clear_modify_ack_deadline();
     }
     if (!s_->nacks_.empty()) {
       auto it = s_->nacks_.begin();
@@ -211,6 +255,7 @@ class Subscriber::Stream final
   bool broken_ ABSL_GUARDED_BY(s_->mu_) = false;
   bool hold_released_ ABSL_GUARDED_BY(s_->mu_) = false;
   bool done_ ABSL_GUARDED_BY(s_->mu_) = false;
+  bool metadata_checked_ ABSL_GUARDED_BY(s_->mu_) = false;
   absl::Status status_ ABSL_GUARDED_BY(s_->mu_);
 };
 
@@ -309,6 +354,7 @@ absl::Status Subscriber::Run(Handler handler) {
     dead_letters_.clear();
     leased_.clear();
     extend_.clear();
+    leases_on_ = false;
   }
   return status;
 }
@@ -374,10 +420,10 @@ void Subscriber::AwaitLeasingLocked(const absl::Condition& condition) {
 
 void Subscriber::ExtendLeasesLocked(absl::Time now) {
   if (stream_ == nullptr || !stream_->AcceptsLocked()) return;
-  // A delivery's first extension comes between one and two periods after
-  // it arrived, before the deadline the server gave it (three periods);
-  // then every period.
-  const absl::Time extend_before = now - LeasePeriod();
+  // Every leased delivery every period: the first extension comes at most
+  // one period after it arrived, two periods before the deadline the
+  // server gave it when it sent it (three periods), whatever the delay.
+  if (!leases_on_) return;
   const absl::Time give_up_before = now - options_.max_lease_extension;
   extend_.clear();
   for (auto it = leased_.begin(); it != leased_.end();) {
@@ -391,7 +437,7 @@ void Subscriber::ExtendLeasesLocked(absl::Time now) {
       leased_.erase(it++);
       continue;
     }
-    if (arrived <= extend_before) extend_.push_back(id);
+    extend_.push_back(id);
     ++it;
   }
   stream_->MaybeWriteLocked();

@@ -41,6 +41,9 @@ struct SubscriberOptions {
   // Subscriber extends its ack deadline (modify_ack_deadline, every third of
   // the deadline), for up to this long after it arrived; then it lets the
   // deadline pass and the event is redelivered. 0 = no lease extension.
+  // Only with a sidecar that accepts modify_ack_deadline (it says so when
+  // the stream opens); with an older one the Subscriber warns and does not
+  // extend.
   absl::Duration max_lease_extension = absl::Minutes(60);
   // Attempts before the dead-letter topic. 0 = default.
   int32_t max_delivery_attempts = 0;
@@ -162,8 +165,11 @@ class Subscriber {
       ABSL_GUARDED_BY(mu_);
   // Leased deliveries of the current Run: server id -> when it arrived.
   absl::flat_hash_map<uint64_t, absl::Time> leased_ ABSL_GUARDED_BY(mu_);
-  // The next modify_ack_deadline to write (server ids).
-  std::vector<uint64_t> extend_ ABSL_GUARDED_BY(mu_);
+  // Leased ids for the next modify_ack_deadline messages (server ids).
+  std::deque<uint64_t> extend_ ABSL_GUARDED_BY(mu_);
+  // The current stream's server accepts modify_ack_deadline and the options
+  // ask for leases.
+  bool leases_on_ ABSL_GUARDED_BY(mu_) = false;
   // Runs ended so far, modulo 2^20: the top bits of the ids handed out.
   uint64_t run_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t ack_errors_ ABSL_GUARDED_BY(mu_) = 0;

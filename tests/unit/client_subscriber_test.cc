@@ -95,11 +95,14 @@ class FakeSubscribeService final : public v1::EventBus::CallbackService {
   };
 
   grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
-  Subscribe(grpc::CallbackServerContext*) override {
+  Subscribe(grpc::CallbackServerContext* context) override {
     auto* r = new Reactor(this);
     {
       absl::MutexLock lock(&mu_);
       reactor_ = r;
+      if (!old_server_) {
+        context->AddInitialMetadata("eventbus-features", "modify_ack_deadline");
+      }
     }
     r->Begin();
     return r;
@@ -112,6 +115,12 @@ class FakeSubscribeService final : public v1::EventBus::CallbackService {
     for (auto& d : deliveries) *resp.add_deliveries() = std::move(d);
     outbox_.push_back(std::move(resp));
     if (reactor_ != nullptr) reactor_->MaybeWriteLocked();
+  }
+  // Acts as a sidecar from before modify_ack_deadline: does not list it in
+  // the initial metadata, and ends the stream when it gets one.
+  void ActAsOldServer() {
+    absl::MutexLock lock(&mu_);
+    old_server_ = true;
   }
   void SetBadIds(std::set<uint64_t> ids) {
     absl::MutexLock lock(&mu_);
@@ -188,9 +197,20 @@ class FakeSubscribeService final : public v1::EventBus::CallbackService {
           }
           break;
         case v1::SubscribeRequest::kModifyAckDeadline: {
+          if (s_->old_server_) {
+            FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                      "empty SubscribeRequest"));
+            return;
+          }
           const v1::ModifyAckDeadline& m = request_.modify_ack_deadline();
           for (uint64_t id : m.delivery_ids()) {
             rec.extended.push_back(id);
+            if (s_->bad_ids_.count(id)) {
+              v1::AckError* e = errors_.add_ack_errors();
+              e->set_delivery_id(id);
+              e->mutable_status()->set_code(9);
+              e->mutable_status()->set_message("no longer outstanding");
+            }
             rec.extend_deadlines_ms.push_back(m.ack_deadline().seconds() * 1000 +
                                               m.ack_deadline().nanos() / 1000000);
           }
@@ -257,6 +277,7 @@ class FakeSubscribeService final : public v1::EventBus::CallbackService {
   Reactor* reactor_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::deque<v1::SubscribeResponse> outbox_ ABSL_GUARDED_BY(mu_);
   std::set<uint64_t> bad_ids_ ABSL_GUARDED_BY(mu_);
+  bool old_server_ ABSL_GUARDED_BY(mu_) = false;
   Recorded recorded_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -518,6 +539,39 @@ TEST_F(ClientSubscriberTest, LeasesEndAfterMaxLeaseExtension) {
   const auto rec = HandleOneSlowly(options, absl::Milliseconds(1500));
   // Extended only in a round 333-400 ms after it arrived, if any.
   EXPECT_LE(rec.extended.size(), 1u) << ::testing::PrintToString(rec.extended);
+}
+
+// A sidecar from before modify_ack_deadline would end the stream on one:
+// the Subscriber sees that it does not list the feature and extends nothing.
+TEST_F(ClientSubscriberTest, NoLeasesWithASidecarThatDoesNotAcceptThem) {
+  service_.ActAsOldServer();
+  SubscriberOptions options = Options();
+  options.ack_deadline = absl::Seconds(1);
+  const auto rec = HandleOneSlowly(options, absl::Milliseconds(800));
+  EXPECT_TRUE(rec.extended.empty());
+  EXPECT_THAT(rec.acked, ElementsAre(1u));
+}
+
+// An id the server answers with an AckError is no longer outstanding there;
+// the Subscriber stops extending it.
+TEST_F(ClientSubscriberTest, AnIdTheServerRefusesIsNoLongerExtended) {
+  service_.SetBadIds({1});
+  SubscriberOptions options = Options();
+  options.ack_deadline = absl::Seconds(1);
+  options.auto_ack = false;
+  Subscriber subscriber(address_, options);
+  Received received;
+  auto run = RunAsync(subscriber, received.Handler());
+  ASSERT_TRUE(service_.WaitSubscribed());
+  service_.Send({MakeDelivery(1)});
+  ASSERT_TRUE(received.Wait(1));
+  // Extended once (333-667 ms), refused, then never again.
+  absl::SleepFor(absl::Milliseconds(2000));
+  subscriber.Stop();
+  EXPECT_TRUE(run.get().ok());
+  const auto rec = service_.recorded();
+  EXPECT_EQ(rec.extended.size(), 1u) << ::testing::PrintToString(rec.extended);
+  EXPECT_EQ(subscriber.ack_errors(), 1);
 }
 
 TEST_F(ClientSubscriberTest, NoLeasesWhenMaxLeaseExtensionIsZero) {
