@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <deque>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/cpp/channel.h"
@@ -56,9 +56,10 @@ class Publisher::Stream final
     StartCall();
   }
 
-  void EnqueueLocked(v1::PublishRequest request, DoneFn done)
+  // `id` is the request's correlation id.
+  void EnqueueLocked(uint64_t id, v1::PublishRequest request, DoneFn done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(p_->mu_) {
-    waiting_.emplace(request.correlation_id(), std::move(done));
+    waiting_.emplace(id, std::move(done));
     queue_.push_back(std::move(request));
     MaybeWriteLocked();
   }
@@ -99,7 +100,9 @@ class Publisher::Stream final
         return;
       }
       for (const v1::PublishResponse& r : response_.responses()) {
-        auto it = waiting_.find(r.correlation_id());
+        uint64_t id = 0;
+        auto it = absl::SimpleAtoi(r.correlation_id(), &id) ? waiting_.find(id)
+                                                            : waiting_.end();
         if (it == waiting_.end()) {
           spdlog::warn("eventbus publisher: a result for unknown correlation id "
                        "'{}' was ignored",
@@ -146,9 +149,7 @@ class Publisher::Stream final
       absl::MutexLock lock(&p_->mu_);
       rest.reserve(waiting_.size());
       for (auto& [id, done] : waiting_) {
-        uint64_t n = 0;
-        const bool was_sent = absl::SimpleAtoi(id, &n) && n <= sent_up_to_;
-        rest.emplace_back(std::move(done), was_sent ? sent : unsent);
+        rest.emplace_back(std::move(done), id <= sent_up_to_ ? sent : unsent);
       }
       waiting_.clear();
       queue_.clear();
@@ -210,7 +211,7 @@ class Publisher::Stream final
   v1::PublishBatchRequest writing_ ABSL_GUARDED_BY(p_->mu_);
   std::deque<v1::PublishRequest> queue_ ABSL_GUARDED_BY(p_->mu_);
   // Every event of this stream without a result, by correlation id.
-  std::unordered_map<std::string, DoneFn> waiting_ ABSL_GUARDED_BY(p_->mu_);
+  absl::flat_hash_map<uint64_t, DoneFn> waiting_ ABSL_GUARDED_BY(p_->mu_);
   // The correlation id of the last request a completed write handed to the
   // transport: those up to it were sent.
   uint64_t sent_up_to_ ABSL_GUARDED_BY(p_->mu_) = 0;
@@ -255,8 +256,9 @@ void Publisher::PublishAsync(v1::PublishRequest request, DoneFn done) {
     mu_.Await(absl::Condition(&room));
     if (!closed_) {
       ++outstanding_;
-      request.set_correlation_id(absl::StrCat(++next_id_));
-      CurrentStreamLocked()->EnqueueLocked(std::move(request), std::move(done));
+      const uint64_t id = ++next_id_;
+      request.set_correlation_id(absl::StrCat(id));
+      CurrentStreamLocked()->EnqueueLocked(id, std::move(request), std::move(done));
       return;
     }
   }
