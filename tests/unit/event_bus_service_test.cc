@@ -641,6 +641,47 @@ TEST_F(EventBusServiceTest, StreamStopsReadingWhileItsResultsAreNotRead) {
   stream->Finish();
 }
 
+// Results waiting together are written in messages of at most 1 MiB (plus
+// the result that crosses it), well under a client's default 4 MiB receive
+// limit: 1,000 results of 4 KiB each, completed at once, arrive whole.
+TEST_F(EventBusServiceTest, StreamResultWritesStayUnderOneMebibyte) {
+  PublishOptions options = DefaultOptions();
+  options.stream_max_in_flight = 2000;
+  ASSERT_NO_FATAL_FAILURE(Start(options));
+  producer_.Hold();
+  constexpr int kBatches = 2;
+  constexpr int kBatchSize = 500;
+  grpc::ClientContext ctx;
+  auto stream = stub_->PublishStream(&ctx);
+  for (int b = 0; b < kBatches; ++b) {
+    v1::PublishBatchRequest batch;
+    for (int i = 0; i < kBatchSize; ++i) {
+      v1::PublishRequest r = Request(absl::StrCat(b * kBatchSize + i, "-"));
+      r.mutable_correlation_id()->resize(4096, 'c');
+      *batch.add_requests() = std::move(r);
+    }
+    ASSERT_TRUE(stream->Write(batch));
+  }
+  ASSERT_TRUE(producer_.WaitForHeld(kBatches * kBatchSize, absl::Seconds(5)));
+  producer_.Release();
+  ASSERT_TRUE(stream->WritesDone());
+  std::set<std::string> ids;
+  std::vector<size_t> sizes;
+  v1::PublishBatchResponse response;
+  while (stream->Read(&response)) {
+    sizes.push_back(response.ByteSizeLong());
+    for (const v1::PublishResponse& r : response.responses()) {
+      EXPECT_EQ(r.status().code(), 0) << r.status().message();
+      ids.insert(r.correlation_id());
+    }
+  }
+  grpc::Status status = stream->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+  EXPECT_EQ(ids.size(), size_t{kBatches * kBatchSize});
+  EXPECT_GE(sizes.size(), 4u) << "about 4 MiB of results in fewer messages";
+  for (size_t size : sizes) EXPECT_LE(size, (size_t{1} << 20) + 8192);
+}
+
 TEST_F(EventBusServiceTest, StreamProducesEachKeysEventsInTheOrderSent) {
   ASSERT_NO_FATAL_FAILURE(Start());
   constexpr int kKeys = 5;
