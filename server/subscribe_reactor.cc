@@ -37,6 +37,11 @@ google::protobuf::ArenaOptions ArenaOptionsForWrites() {
   return options;
 }
 
+// Whether `d` is an ack deadline a client may ask for.
+bool AckDeadlineInRange(absl::Duration d) {
+  return d >= kMinAckDeadline && d <= kMaxAckDeadline;
+}
+
 absl::Status Invalid(absl::string_view field, absl::string_view problem) {
   return absl::InvalidArgumentError(
       absl::StrCat("subscription.", field, ": ", problem));
@@ -117,7 +122,7 @@ absl::StatusOr<kafka::GroupConsumerOptions> ToGroupConsumerOptions(
   if (s.has_ack_deadline()) {
     const absl::Duration d = ToDuration(s.ack_deadline());
     if (d != absl::ZeroDuration()) {
-      if (d < kMinAckDeadline || d > kMaxAckDeadline) {
+      if (!AckDeadlineInRange(d)) {
         return Invalid("ack_deadline",
                        absl::StrCat(absl::FormatDuration(d),
                                     " is outside 1s..10m"));
@@ -179,7 +184,7 @@ void FillDelivery(const kafka::Delivery& delivery, v1::Delivery* d) {
         static_cast<int32_t>((r.timestamp_ms % 1000) * 1000000));
   }
   d->set_attempt(delivery.attempt);
-  const absl::string_view value = r.value ? absl::string_view(*r.value) : "";
+  const absl::string_view value = r.value.value_or(absl::string_view());
   if (DecodeEventInto(r.headers, value, d->mutable_event()).ok()) {
     return;
   }
@@ -364,8 +369,7 @@ class SubscribeReactor final
       case v1::SubscribeRequest::kModifyAckDeadline: {
         const v1::ModifyAckDeadline& m = request.modify_ack_deadline();
         const absl::Duration d = ToDuration(m.ack_deadline());
-        if (!m.has_ack_deadline() || d < kMinAckDeadline ||
-            d > kMaxAckDeadline) {
+        if (!m.has_ack_deadline() || !AckDeadlineInRange(d)) {
           return absl::InvalidArgumentError(absl::StrCat(
               "modify_ack_deadline.ack_deadline: ",
               m.has_ack_deadline() ? absl::FormatDuration(d) : "unset",

@@ -177,5 +177,76 @@ TEST_F(ClientTest, SlowHandlersKeepTheirDeliveriesThroughLeaseExtension) {
   EXPECT_EQ(WaitCommittedTo(group, topic, highs), highs);
 }
 
+// The server's delivery ids restart at 1 on every stream. An ack the app
+// makes late, for a delivery of an earlier Run, must not settle the delivery
+// with the same server id on the next stream: nothing is committed until
+// the current delivery is acked.
+TEST_F(ClientTest, AnAckForAnEarlierRunsDeliveryCommitsNothing) {
+  ASSERT_NO_FATAL_FAILURE(StartSidecar());
+  ASSERT_NO_FATAL_FAILURE(WaitServing());
+  const std::string topic = UniqueTopic("client-stale-ack");
+  CreateTopic(topic, 1);
+  client::Publisher publisher(sidecar_->addresses().at(0));
+  v1::PublishRequest r;
+  r.set_topic(topic);
+  r.mutable_event()->set_type("com.example.client.stale");
+  ASSERT_TRUE(publisher.Publish(r).ok());
+  ASSERT_TRUE(publisher.Close().ok());
+
+  const std::string group = UniqueTopic("client-stale-group");
+  client::SubscriberOptions options;
+  options.topics = {topic};
+  options.group = group;
+  options.start = v1::START_POSITION_EARLIEST;
+  options.auto_ack = false;
+  client::Subscriber subscriber(sidecar_->addresses().at(0), options);
+  absl::Mutex mu;
+  std::vector<uint64_t> ids;
+  auto handler = [&](const v1::Delivery& d) {
+    absl::MutexLock lock(&mu);
+    ids.push_back(d.delivery_id());
+    return absl::OkStatus();
+  };
+  auto wait_for = [&](size_t n) {
+    absl::MutexLock lock(&mu);
+    auto enough = [&] { return ids.size() >= n; };
+    return mu.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(30));
+  };
+
+  // Run 1 receives the event and ends without settling it: it goes back.
+  absl::Status first_status, second_status;
+  std::thread first([&] { first_status = subscriber.Run(handler); });
+  EXPECT_TRUE(wait_for(1));
+  subscriber.Stop();
+  first.join();
+  EXPECT_TRUE(first_status.ok()) << first_status;
+
+  // Run 2 receives it again, with the same server id.
+  std::thread second([&] { second_status = subscriber.Run(handler); });
+  const bool redelivered = wait_for(2);
+  if (!redelivered) {
+    subscriber.Stop();
+    second.join();
+    FAIL() << "the event was not delivered again on the second Run";
+  }
+  uint64_t stale, current;
+  {
+    absl::MutexLock lock(&mu);
+    stale = ids[0];
+    current = ids[1];
+  }
+  EXPECT_NE(stale, current);
+  subscriber.Ack(stale);
+  absl::SleepFor(absl::Seconds(3));  // the member commits every second
+  const std::map<int32_t, int64_t> done = {{0, 1}};
+  EXPECT_NE(CommittedOffsets(group, topic), done) << "the stale ack was applied";
+  subscriber.Ack(current);
+  EXPECT_EQ(WaitCommittedTo(group, topic, done), done);
+  subscriber.Stop();
+  second.join();
+  EXPECT_TRUE(second_status.ok()) << second_status;
+  EXPECT_EQ(subscriber.ack_errors(), 0);
+}
+
 }  // namespace
 }  // namespace eventbus::testing

@@ -377,6 +377,17 @@ class SubscribeTest : public SidecarFixture {
     });
   }
 
+  // A new 1-partition topic holding one event, the sidecar started, and a
+  // stream of group_ subscribed to it with a 1 s ack deadline.
+  std::unique_ptr<SubscribeClient> SubscribeToOneEvent(const std::string& topic) {
+    CreateTopic(topic, 1);
+    ProduceEvents(topic, 1, 1);
+    StartSidecar();
+    v1::Subscription sub = MakeSubscription(topic, group_);
+    *sub.mutable_ack_deadline() = ToProto(absl::Seconds(1));
+    return std::make_unique<SubscribeClient>(stub_.get(), sub);
+  }
+
   std::string group_ = UniqueTopic("group");
 };
 
@@ -1253,13 +1264,8 @@ TEST_F(SubscribeTest, MaxOutstandingBytesStopsDeliveries) {
 // 10.
 TEST_F(SubscribeTest, UnackedDeliveryComesAgainAfterTheAckDeadline) {
   const std::string topic = UniqueTopic("sub-deadline");
-  CreateTopic(topic, 1);
-  ProduceEvents(topic, 1, 1);
-  StartSidecar();
-
-  v1::Subscription sub = MakeSubscription(topic, group_);
-  *sub.mutable_ack_deadline() = ToProto(absl::Seconds(1));
-  SubscribeClient c(stub_.get(), sub);
+  std::unique_ptr<SubscribeClient> client = SubscribeToOneEvent(topic);
+  SubscribeClient& c = *client;
   std::vector<v1::Delivery> first = c.Take(1, absl::Seconds(30));
   ASSERT_EQ(first.size(), 1u);
   const absl::Time first_at = absl::Now();
@@ -1291,13 +1297,8 @@ TEST_F(SubscribeTest, UnackedDeliveryComesAgainAfterTheAckDeadline) {
 // not hold gets an AckError, and the stream goes on.
 TEST_F(SubscribeTest, ModifyAckDeadlineKeepsASlowDeliveryFromBeingRedelivered) {
   const std::string topic = UniqueTopic("sub-lease");
-  CreateTopic(topic, 1);
-  ProduceEvents(topic, 1, 1);
-  StartSidecar();
-
-  v1::Subscription sub = MakeSubscription(topic, group_);
-  *sub.mutable_ack_deadline() = ToProto(absl::Seconds(1));
-  SubscribeClient c(stub_.get(), sub);
+  std::unique_ptr<SubscribeClient> client = SubscribeToOneEvent(topic);
+  SubscribeClient& c = *client;
   std::vector<v1::Delivery> first = c.Take(1, absl::Seconds(30));
   ASSERT_EQ(first.size(), 1u);
   const uint64_t id = first[0].delivery_id();
