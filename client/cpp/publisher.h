@@ -89,7 +89,8 @@ class Publisher {
   // Idempotent.
   absl::Status Close() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Events handed in without a result yet.
+  // Events handed in whose `done` has not returned yet (a future made by
+  // PublishAsync may already be ready while its event still counts here).
   int64_t outstanding() const ABSL_LOCKS_EXCLUDED(mu_);
   // PublishStream calls opened so far.
   int64_t streams_opened() const ABSL_LOCKS_EXCLUDED(mu_);

@@ -461,6 +461,8 @@ TEST(ClientPublisherNoServerTest, EventsFailUnavailableWhenNoServerListens) {
   Publisher publisher(absl::StrCat("127.0.0.1:", port));
   absl::StatusOr<PublishResult> r = publisher.PublishAsync(Request("k", "x")).get();
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  // The future is ready while `done` still runs; Flush waits for it to return.
+  EXPECT_TRUE(publisher.Flush(absl::Seconds(5)).ok());
   EXPECT_EQ(publisher.outstanding(), 0);
 }
 
