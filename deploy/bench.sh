@@ -36,7 +36,8 @@ fi
 echo "bench: Kafka at $brokers" >&2
 
 status=0
-"$REPO/build/tests/bench/eventbus-bench" --brokers "$brokers" "$@" || status=$?
+"$REPO/build/tests/bench/eventbus-bench" --brokers "$brokers" \
+  --broker-pid "$(tr -dc '0-9' <"$KAFKA_DIR/kafka.pid")" "$@" || status=$?
 if [[ $status -ne 0 ]]; then
   echo "bench: FAILED (eventbus-bench exit $status); last lines of the Kafka log:" >&2
   deploy/kafka/kafka.sh logtail "$KAFKA_DIR" 40 >&2 || true

@@ -11,11 +11,18 @@
 // partitions per size:
 //   direct          kafka::RdKafkaProducer with the sidecar's producer
 //                   properties, as fast as its queue allows;
+//   direct c64      the same with 64 events in flight at most, each waiting
+//                   for its acknowledgement: what unary c64 asks of Kafka,
+//                   and the baseline of its "vs direct";
 //   stream b100     PublishStream, 100 events per message
 //                   (client::Publisher::PublishAsync);
 //   stream b1       the same with 1 event per message;
 //   unary c64       unary Publish, 64 calls in flight (callback API);
-//   floor ...       the same three gRPC scenarios against the floor.
+//   floor ...       the same three gRPC scenarios against the floor;
+//   floor unary c64 from thread
+//                   the floor's unary calls finished from a thread of the
+//                   floor's own, as the sidecar finishes them from
+//                   librdkafka's delivery-report thread.
 // Direct and sidecar scenarios alternate within each run (direct runs before
 // each sidecar scenario); the table shows the median of the runs. MB/s
 // counts event data bytes only; "app cpu" and "srv cpu" are the CPU time
@@ -55,6 +62,9 @@
 //
 // Usage: eventbus-bench [--brokers HOST:PORT] [--events N] [--runs R]
 //                       [--smoke] [--json PATH] [--only GROUP] [--sidecar PATH]
+//                       [--broker-pid PID]
+// With --broker-pid, the throughput tables also show the broker's CPU per
+// 1,000 events (deploy/bench.sh passes the pid of the Kafka it starts).
 // Exits 0 when every scenario ran and every event was published; 1 when an
 // event failed or a scenario could not run; 2 for bad arguments. It asserts
 // no timing: the targets are read from the table.
@@ -135,6 +145,9 @@ struct Options {
   bool smoke = false;
   std::string json_path;
   std::string sidecar_binary = EVENTBUS_SIDECAR_BINARY;
+  // The Kafka broker's process, whose CPU time per scenario is reported
+  // (0: not reported).
+  pid_t broker_pid = 0;
   // Scenario groups to run: publish, subscribe, latency; empty = all.
   std::vector<std::string> only;
 
@@ -213,10 +226,12 @@ struct Measurement {
   double longest_pause_ms = -1;
   int64_t long_pauses = -1;
   // CPU seconds spent on the scenario by this process (the application:
-  // librdkafka for direct scenarios, the gRPC client for the others) and by
-  // the server process (sidecar or floor; -1 for direct scenarios).
+  // librdkafka for direct scenarios, the gRPC client for the others), by
+  // the server process (sidecar or floor; -1 for direct scenarios) and by
+  // the Kafka broker (-1 when its process is not known).
   double app_cpu_seconds = -1;
   double server_cpu_seconds = -1;
+  double broker_cpu_seconds = -1;
 
   double PerThousand(double cpu_seconds) const {
     return cpu_seconds >= 0 && events > 0
@@ -369,15 +384,22 @@ Measurement Timed(int64_t n, int64_t window, PublishFn publish) {
 }
 
 // Scenario 1: the project's librdkafka producer, no gRPC.
+// `in_flight`: events produced and not yet acknowledged at most; 0 for as
+// many as the producer's queue holds (the throughput of an application that
+// never waits), kUnaryConcurrency for what unary Publish with that many
+// calls asks of Kafka (each event waits for its acknowledgement).
 Measurement RunDirect(kafka::RdKafkaProducer& producer, const Events& events,
-                      int64_t n) {
+                      int64_t n, int64_t in_flight = 0) {
   absl::StatusOr<kafka::Record> record = events.Record(0);
   if (!record.ok()) return Measurement{.error = record.status().ToString()};
   const std::string id_header = "ce_id";
   // In bytes too: the producer's queue and wait buffer are bounded (64 MiB
   // each), and a window past them gets RESOURCE_EXHAUSTED.
-  const int64_t window = std::min<int64_t>(
-      kDirectWindow, (int64_t{48} << 20) / static_cast<int64_t>(events.payload() + 200));
+  const int64_t window =
+      in_flight > 0 ? in_flight
+                    : std::min<int64_t>(kDirectWindow,
+                                        (int64_t{48} << 20) /
+                                            static_cast<int64_t>(events.payload() + 200));
   return Timed(n, window, [&](int64_t i, Flight& flight) {
     kafka::Record r = *record;
     r.key = absl::StrCat("key-", i % kKeys);
@@ -417,8 +439,11 @@ Measurement RunStream(const std::shared_ptr<grpc::Channel>& channel,
 }
 
 // Scenario 3: unary Publish with kUnaryConcurrency calls in flight.
+// With `answer_from_thread`, the floor finishes each call from a thread of
+// its own, as the sidecar finishes it from librdkafka's delivery-report
+// thread (FloorService::kAnswerFromThread).
 Measurement RunUnary(const std::shared_ptr<grpc::Channel>& channel,
-                     const Events& events, int64_t n) {
+                     const Events& events, int64_t n, bool answer_from_thread = false) {
   std::unique_ptr<v1::EventBus::Stub> stub = v1::EventBus::NewStub(channel);
   struct Call {
     grpc::ClientContext context;
@@ -429,6 +454,7 @@ Measurement RunUnary(const std::shared_ptr<grpc::Channel>& channel,
     auto* call = new Call;
     call->request = events.Request(i);
     call->context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    if (answer_from_thread) call->context.AddMetadata(FloorService::kAnswerFromThread, "1");
     stub->async()->Publish(
         &call->context, &call->request, &call->response,
         [call, &flight](grpc::Status status) {
@@ -1029,13 +1055,12 @@ struct Row {
     const size_t mid = rates.size() / 2;
     return rates.size() % 2 == 1 ? rates[mid] : (rates[mid - 1] + rates[mid]) / 2;
   }
-  // The median of the runs' CPU ms per 1,000 events of the application
-  // (server = false) or the server process, or -1.
-  double MedianCpuMs(bool server) const {
+  // The median of the runs' CPU ms per 1,000 events of one process
+  // (Measurement::app_cpu_seconds, server_ or broker_), or -1.
+  double MedianCpuMs(double Measurement::*process) const {
     std::vector<double> v;
     for (const Measurement& m : runs) {
-      const double ms =
-          m.PerThousand(server ? m.server_cpu_seconds : m.app_cpu_seconds);
+      const double ms = m.PerThousand(m.*process);
       if (ms >= 0) v.push_back(ms);
     }
     if (v.empty()) return -1;
@@ -1161,9 +1186,9 @@ class Report {
 
   std::string Table() const {
     std::string out = absl::StrFormat(
-        "%-20s %8s %12s %9s %10s %10s %8s %8s  %s\n", "scenario", "payload",
+        "%-20s %8s %12s %9s %10s %10s %8s %8s %9s  %s\n", "scenario", "payload",
         "events/s", "MB/s", "vs direct", "vs floor", "app cpu", "srv cpu",
-        "runs (events/s)");
+        "kafka cpu", "runs (events/s)");
     auto cpu = [](double ms) {
       return ms >= 0 ? absl::StrFormat("%.1f", ms) : std::string("-");
     };
@@ -1179,14 +1204,16 @@ class Report {
                         m.error.empty() ? "" : "!");
       }
       absl::StrAppend(
-          &out, absl::StrFormat("%-20s %8s %12.0f %9.2f %10s %10s %8s %8s  %s\n",
+          &out, absl::StrFormat("%-20s %8s %12.0f %9.2f %10s %10s %8s %8s %9s  %s\n",
                                 row.scenario, PayloadName(row.payload),
                                 row.MedianEventsPerSecond(),
                                 row.MedianMegabytesPerSecond(),
                                 ratio(row.baseline_direct),
                                 ratio(row.baseline_floor),
-                                cpu(row.MedianCpuMs(false)),
-                                cpu(row.MedianCpuMs(true)), runs));
+                                cpu(row.MedianCpuMs(&Measurement::app_cpu_seconds)),
+                                cpu(row.MedianCpuMs(&Measurement::server_cpu_seconds)),
+                                cpu(row.MedianCpuMs(&Measurement::broker_cpu_seconds)),
+                                runs));
     }
     return out;
   }
@@ -1205,6 +1232,9 @@ class Report {
         std::optional<double> v = Ratio(row, base);
         return v ? absl::StrFormat("%.4f", *v) : std::string("null");
       };
+      auto json_ms = [](double ms) {
+        return ms >= 0 ? absl::StrFormat("%.3f", ms) : std::string("null");
+      };
       absl::StrAppend(
           &out, "    {\"scenario\": ", Quote(row.scenario),
           ", \"payload_bytes\": ", row.payload,
@@ -1213,13 +1243,11 @@ class Report {
           ", \"ratio_vs_direct\": ", ratio(row.baseline_direct),
           ", \"ratio_vs_floor\": ", ratio(row.baseline_floor),
           ", \"app_cpu_ms_per_1000_events\": ",
-          row.MedianCpuMs(false) >= 0
-              ? absl::StrFormat("%.3f", row.MedianCpuMs(false))
-              : std::string("null"),
+          json_ms(row.MedianCpuMs(&Measurement::app_cpu_seconds)),
           ", \"server_cpu_ms_per_1000_events\": ",
-          row.MedianCpuMs(true) >= 0
-              ? absl::StrFormat("%.3f", row.MedianCpuMs(true))
-              : std::string("null"),
+          json_ms(row.MedianCpuMs(&Measurement::server_cpu_seconds)),
+          ", \"broker_cpu_ms_per_1000_events\": ",
+          json_ms(row.MedianCpuMs(&Measurement::broker_cpu_seconds)),
           ", \"ok\": ", row.Ok() ? "true" : "false", ", \"runs\": [");
       for (size_t i = 0; i < row.runs.size(); ++i) {
         const Measurement& m = row.runs[i];
@@ -1350,7 +1378,8 @@ double ChildCpuSeconds(const ChildServer& child) {
 void Usage() {
   std::fprintf(stderr,
                "usage: eventbus-bench [--brokers HOST:PORT] [--events N] "
-               "[--runs R] [--smoke] [--json PATH] [--only G] [--sidecar PATH]\n"
+               "[--runs R] [--smoke] [--json PATH] [--only G] [--sidecar PATH] "
+               "[--broker-pid PID]\n"
                "  --brokers  Kafka bootstrap (default: $TEST_KAFKA_BROKERS)\n"
                "  --events   events per run and scenario with 100 B data "
                "(default 200000; 1 KiB runs use N/4)\n"
@@ -1361,7 +1390,9 @@ void Usage() {
                "  --only G   run only group G: publish, subscribe, latency or "
                "resources (repeatable; default all)\n"
                "  --sidecar  the eventbus-sidecar binary (default: the one "
-               "built with this benchmark)\n");
+               "built with this benchmark)\n"
+               "  --broker-pid  the Kafka broker's process: report its CPU "
+               "per scenario (deploy/bench.sh passes it)\n");
 }
 
 std::optional<Options> ParseArgs(int argc, char** argv) {
@@ -1393,6 +1424,10 @@ std::optional<Options> ParseArgs(int argc, char** argv) {
       options.json_path = *v;
     } else if (arg == "--sidecar" && (v = value())) {
       options.sidecar_binary = *v;
+    } else if (arg == "--broker-pid" && (v = value()) &&
+               absl::SimpleAtoi(*v, &options.broker_pid) && options.broker_pid > 0 &&
+               ReadUsage(options.broker_pid)) {
+      // A process whose CPU time can be read.
     } else {
       std::fprintf(stderr, "eventbus-bench: bad argument '%s'\n", arg.c_str());
       return std::nullopt;
@@ -1672,22 +1707,36 @@ int Main(int argc, char** argv) {
     report.Get("direct", payload);
     report.Get("sidecar stream b100", payload, "direct", "floor stream b100");
     report.Get("sidecar stream b1", payload, "direct", "floor stream b1");
-    report.Get("sidecar unary c64", payload, "direct", "floor unary c64");
+    report.Get("direct c64", payload);
+    report.Get("sidecar unary c64", payload, "direct c64", "floor unary c64");
   }
   for (size_t payload : payloads) {
     if (!options.Wants("publish")) break;
     report.Get("floor stream b100", payload);
     report.Get("floor stream b1", payload);
     report.Get("floor unary c64", payload);
+    // Its ratio to the plain floor: what finishing calls from a thread that
+    // is not gRPC's costs, as the sidecar must (see RunUnary).
+    report.Get("floor unary c64 from thread", payload, "", "floor unary c64");
   }
 
-  // CPU of this process (the application) and of the server process.
-  auto timed = [](auto server_cpu, auto run) {
+  // CPU of this process (the application), of the server process and of
+  // the broker.
+  auto broker_cpu = [&] {
+    if (options.broker_pid <= 0) return -1.0;
+    std::optional<ProcessUsage> u = ReadUsage(options.broker_pid);
+    return u ? u->cpu_seconds : -1.0;
+  };
+  auto timed = [&](auto server_cpu, auto run) {
     const double app_before = SelfCpuSeconds();
     const double server_before = server_cpu();
+    const double broker_before = broker_cpu();
     Measurement m = run();
     m.app_cpu_seconds = SelfCpuSeconds() - app_before;
     if (server_before >= 0) m.server_cpu_seconds = server_cpu() - server_before;
+    if (const double after = broker_cpu(); broker_before >= 0 && after >= 0) {
+      m.broker_cpu_seconds = after - broker_before;
+    }
     return m;
   };
   auto self_cpu = [] { return -1.0; };  // direct: no server process
@@ -1714,6 +1763,9 @@ int Main(int argc, char** argv) {
       record("sidecar stream b1",
              timed(sidecar_cpu, [&] { return RunStream(sidecar_channel, ev, n, 1); }));
       record("direct", run_direct());
+      record("direct c64", timed(self_cpu, [&] {
+               return RunDirect(**direct, ev, n, kUnaryConcurrency);
+             }));
       record("sidecar unary c64",
              timed(sidecar_cpu, [&] { return RunUnary(sidecar_channel, ev, n); }));
       record("floor stream b100",
@@ -1722,6 +1774,9 @@ int Main(int argc, char** argv) {
              timed(floor_cpu, [&] { return RunStream(floor_channel, ev, n, 1); }));
       record("floor unary c64",
              timed(floor_cpu, [&] { return RunUnary(floor_channel, ev, n); }));
+      record("floor unary c64 from thread", timed(floor_cpu, [&] {
+               return RunUnary(floor_channel, ev, n, /*answer_from_thread=*/true);
+             }));
     }
   }
 
