@@ -25,10 +25,11 @@
 //                   librdkafka's delivery-report thread.
 // Direct and sidecar scenarios alternate within each run (direct runs before
 // each sidecar scenario); the table shows the median of the runs. MB/s
-// counts event data bytes only; "app cpu" and "srv cpu" are the CPU time
-// per 1,000 events of this process (the application: librdkafka when
-// direct, the gRPC client otherwise) and of the server process, from
-// /proc (10 ms ticks: rough for runs shorter than a second).
+// counts event data bytes only; "app cpu", "srv cpu" and "kafka cpu" are
+// the CPU time per 1,000 events of this process (the application:
+// librdkafka when direct, the gRPC client otherwise), of the server process
+// and of the broker (with --broker-pid), from /proc (10 ms ticks: rough for
+// runs shorter than a second).
 //
 // Subscribe throughput, 100 B and 1 KiB, from a topic of 6 partitions filled
 // first by the direct producer (N + warm-up events); each run reads all of
@@ -1186,7 +1187,7 @@ class Report {
 
   std::string Table() const {
     std::string out = absl::StrFormat(
-        "%-20s %8s %12s %9s %10s %10s %8s %8s %9s  %s\n", "scenario", "payload",
+        "%-27s %8s %12s %9s %10s %10s %8s %8s %9s  %s\n", "scenario", "payload",
         "events/s", "MB/s", "vs direct", "vs floor", "app cpu", "srv cpu",
         "kafka cpu", "runs (events/s)");
     auto cpu = [](double ms) {
@@ -1204,7 +1205,7 @@ class Report {
                         m.error.empty() ? "" : "!");
       }
       absl::StrAppend(
-          &out, absl::StrFormat("%-20s %8s %12.0f %9.2f %10s %10s %8s %8s %9s  %s\n",
+          &out, absl::StrFormat("%-27s %8s %12.0f %9.2f %10s %10s %8s %8s %9s  %s\n",
                                 row.scenario, PayloadName(row.payload),
                                 row.MedianEventsPerSecond(),
                                 row.MedianMegabytesPerSecond(),
@@ -1448,7 +1449,7 @@ std::optional<Options> ParseArgs(int argc, char** argv) {
 
 void Progress(const std::string& scenario, size_t payload, int run,
               const Measurement& m) {
-  std::fprintf(stderr, "bench: run %d %-20s %-6s %10.0f events/s%s%s\n", run,
+  std::fprintf(stderr, "bench: run %d %-27s %-6s %10.0f events/s%s%s\n", run,
                scenario.c_str(), Report::PayloadName(payload).c_str(),
                m.EventsPerSecond(), m.error.empty() ? "" : "  FAILED: ",
                m.error.c_str());
@@ -1878,10 +1879,10 @@ int Main(int argc, char** argv) {
                 "median of the runs (publish: direct runs between the sidecar "
                 "scenarios, 3 per run; subscribe: a new group per run, rate "
                 "from first to last message); MB/s counts event data only; "
-                "app cpu / srv cpu: CPU ms per 1,000 events of the "
+                "app cpu / srv cpu / kafka cpu: CPU ms per 1,000 events of the "
                 "application process (librdkafka for direct, the gRPC "
-                "client otherwise) and of the server process (sidecar or "
-                "floor)\n\n%s\n",
+                "client otherwise), of the server process (sidecar or "
+                "floor) and of the broker (with --broker-pid)\n\n%s\n",
                 kPartitions, options.runs, report.Table().c_str());
   }
   if (options.Wants("latency")) {
