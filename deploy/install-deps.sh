@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Install everything eventbus needs to build and test on Debian 12 (bookworm):
-#   * Debian packages (C++ toolchain, gRPC/protobuf, librdkafka, Java 17, Maven, ...)
+#   * Debian packages (C++ toolchain, gRPC/protobuf, Java 17, Maven, ...)
+#   * librdkafka 2.8, built from Debian 13's source package when the system's
+#     is older                       -> <repo>/build/deps/librdkafka
 #   * the Kafka 4.1.1 broker jars      -> <repo>/build/kafka-lib   (deploy/kafka/fetch.sh)
 #   * grpcurl (pinned, via `go install`) -> <repo>/build/tools/bin/grpcurl
 #
 # Idempotent: only missing packages are installed (`apt-get update` runs only then),
-# jars are fetched only when missing, grpcurl is built only when missing.
+# librdkafka is built once (a stamp), jars are fetched only when missing, grpcurl
+# is built only when missing.
 # Runs as root, or through sudo when not root.
 #
 # Usage: deploy/install-deps.sh
@@ -14,6 +17,15 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 TOOLS_BIN="$REPO/build/tools/bin"
+DEPS="$REPO/build/deps"
+RDKAFKA_PREFIX="$DEPS/librdkafka"
+# librdkafka: the oldest version eventbus accepts, and the Debian release whose
+# source package provides it. Debian 12's librdkafka (2.0.2) is too old: it can
+# report events delivered that Kafka never stored (see docs/reliability.md).
+RDKAFKA_MIN_VERSION=2.8
+RDKAFKA_SOURCE_SUITE=trixie
+# The features eventbus needs of it; configure fails when one is missing.
+RDKAFKA_CONFIGURE=(--enable-ssl --enable-gssapi --enable-curl --enable-zstd --enable-lz4-ext --enable-zlib)
 KAFKA_LIB="$REPO/build/kafka-lib"
 
 # grpcurl versions, newest first, each with the minimum Go it needs (its go.mod).
@@ -28,9 +40,11 @@ GRPCURL_CANDIDATES=(
 APT_PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  librdkafka-dev libabsl-dev libspdlog-dev libgtest-dev libgmock-dev
+  libabsl-dev libspdlog-dev libgtest-dev libgmock-dev
   libyaml-cpp-dev libcpp-httplib-dev
   openjdk-17-jdk-headless maven python3 curl ca-certificates
+  # To build librdkafka from its Debian source package (its Build-Depends).
+  dpkg-dev libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev libcurl4-openssl-dev
 )
 
 die() {
@@ -75,6 +89,93 @@ install_apt_packages() {
   for p in "${missing[@]}"; do
     installed_pkg "$p" || die "package $p is still not installed after apt-get install"
   done
+}
+
+# ------------------------------------------------------------ librdkafka
+# Built from the Debian source package of $RDKAFKA_SOURCE_SUITE: `apt-get source`
+# through a deb-src entry of its own (a private apt state under build/deps/apt;
+# the system's apt configuration is left alone), so apt checks the sources
+# against Debian's signed index, with the mirror and keyring the system's
+# Debian entries use. Installed into $RDKAFKA_PREFIX, where CMake's pkg-config
+# search looks first.
+rdkafka_stamp_text() {
+  echo "librdkafka $1 ${RDKAFKA_CONFIGURE[*]}"
+}
+
+prefix_pkg_config() {
+  PKG_CONFIG_PATH="$RDKAFKA_PREFIX/lib/pkgconfig" PKG_CONFIG_LIBDIR="$RDKAFKA_PREFIX/lib/pkgconfig" pkg-config "$@"
+}
+
+# The URI of the Debian archive the system's apt uses (deb822 or one-line form).
+debian_mirror() {
+  local f uri=""
+  for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [[ -r "$f" ]] || continue
+    if [[ "$f" == *.sources ]]; then
+      uri="$(awk 'tolower($1) == "uris:" { for (i = 2; i <= NF; i++) if ($i ~ /\/debian\/?$/) { print $i; exit } }' "$f")"
+    else
+      uri="$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^(https?|file):.*\/debian\/?$/) { print $i; exit } }' "$f")"
+    fi
+    [[ -n "$uri" ]] && break
+  done
+  echo "${uri%/}"
+}
+
+install_librdkafka() {
+  if pkg-config --atleast-version="$RDKAFKA_MIN_VERSION" rdkafka 2>/dev/null; then
+    step "the system's librdkafka $(pkg-config --modversion rdkafka) is new enough"
+    return 0
+  fi
+  local stamp="$RDKAFKA_PREFIX/.eventbus-stamp" have=""
+  have="$(prefix_pkg_config --modversion rdkafka 2>/dev/null || true)"
+  if [[ -n "$have" && -f "$stamp" && "$(cat "$stamp")" == "$(rdkafka_stamp_text "$have")" ]] &&
+    prefix_pkg_config --atleast-version="$RDKAFKA_MIN_VERSION" rdkafka; then
+    step "librdkafka already built: $RDKAFKA_PREFIX ($have)"
+    return 0
+  fi
+  local mirror keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  mirror="$(debian_mirror)"
+  [[ -n "$mirror" ]] || die "no Debian archive found in the apt sources (needed for the $RDKAFKA_SOURCE_SUITE source package of librdkafka)"
+  [[ -r "$keyring" ]] || die "$keyring is missing (package debian-archive-keyring)"
+
+  local apt_dir="$DEPS/apt" src="$DEPS/src"
+  rm -rf "$apt_dir" "$src"
+  mkdir -p "$apt_dir/sources" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$src"
+  : >"$apt_dir/sources.list"
+  printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
+    "$mirror" "$RDKAFKA_SOURCE_SUITE" "$keyring" >"$apt_dir/sources/$RDKAFKA_SOURCE_SUITE-src.sources"
+  local apt_opts=(
+    -q -o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=$apt_dir/sources"
+    -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
+    -o "APT::Sandbox::User=$(id -un)"
+  )
+  step "fetching Debian $RDKAFKA_SOURCE_SUITE's librdkafka source package"
+  apt-get "${apt_opts[@]}" update >"$src/apt.log" 2>&1 ||
+    { tail -n 20 "$src/apt.log" >&2; die "apt-get update for the $RDKAFKA_SOURCE_SUITE deb-src entry failed"; }
+  (cd "$src" && apt-get "${apt_opts[@]}" source librdkafka) >>"$src/apt.log" 2>&1 ||
+    { tail -n 20 "$src/apt.log" >&2; die "apt-get source librdkafka ($RDKAFKA_SOURCE_SUITE) failed"; }
+  local dir
+  dir="$(find "$src" -mindepth 1 -maxdepth 1 -type d -name 'librdkafka-*' | head -n1)"
+  [[ -n "$dir" ]] || die "apt-get source librdkafka unpacked nothing in $src"
+
+  step "building $(basename "$dir") into $RDKAFKA_PREFIX (about a minute)"
+  rm -rf "$RDKAFKA_PREFIX"
+  local log="$DEPS/librdkafka-build.log"
+  if ! (cd "$dir" &&
+    ./configure --prefix="$RDKAFKA_PREFIX" "${RDKAFKA_CONFIGURE[@]}" &&
+    make -C src -j"$(nproc)" &&
+    make -C src install) >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    die "building librdkafka failed (log: $log)"
+  fi
+  local version
+  version="$(prefix_pkg_config --modversion rdkafka)" ||
+    die "the librdkafka build installed no rdkafka.pc into $RDKAFKA_PREFIX"
+  prefix_pkg_config --atleast-version="$RDKAFKA_MIN_VERSION" rdkafka ||
+    die "Debian $RDKAFKA_SOURCE_SUITE's librdkafka is $version, older than $RDKAFKA_MIN_VERSION"
+  rdkafka_stamp_text "$version" >"$stamp"
+  rm -rf "$src" "$apt_dir"
+  step "installed librdkafka $version: $RDKAFKA_PREFIX"
 }
 
 # ------------------------------------------------------------ Kafka jars
@@ -149,6 +250,7 @@ install_grpcurl() {
 
 # ------------------------------------------------------------ main
 install_apt_packages
+install_librdkafka
 command -v java >/dev/null 2>&1 || [[ -x "${JAVA_HOME:-/nonexistent}/bin/java" ]] || die "java not found after installing packages"
 command -v mvn >/dev/null 2>&1 || die "mvn not found after installing packages"
 fetch_kafka
@@ -163,6 +265,7 @@ install-deps: done
   go        : $(go version)
   cmake     : $(cmake --version | head -n1)
   protoc    : $(protoc --version)
+  librdkafka: $(prefix_pkg_config --modversion rdkafka 2>/dev/null || pkg-config --modversion rdkafka)
   kafka jars: $KAFKA_LIB ($(find "$KAFKA_LIB" -maxdepth 1 -name '*.jar' | wc -l) jars; run deploy/kafka/kafka.sh start)
   grpcurl   : $TOOLS_BIN/grpcurl ($(grpcurl_version "$TOOLS_BIN/grpcurl"))
 EOF

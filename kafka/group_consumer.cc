@@ -21,14 +21,6 @@ constexpr int kMaxRecordsPerRound = 500;
 // Records taken at once before the client's room is looked at again.
 constexpr int kRecordsPerTake = 64;
 constexpr absl::Duration kDeadlineScanInterval = absl::Milliseconds(100);
-// See NudgeFetcher: how long no record came before the fetcher is woken.
-constexpr absl::Duration kNudgeAfter = absl::Milliseconds(20);
-constexpr absl::Duration kNudgeInterval = absl::Milliseconds(100);
-constexpr absl::Duration kNudgeIntervalAfterError = absl::Seconds(1);
-// Nudges at one position and high watermark: a position that never reaches
-// the high watermark (a transaction marker, an open transaction under
-// read_committed) is nudged no more.
-constexpr int kMaxNudgesInPlace = 3;
 constexpr int kCommitTimeoutMs = 10000;
 // Ids of deliveries that went away, remembered to explain late acks.
 constexpr size_t kMaxGoneIds = 100000;
@@ -133,11 +125,15 @@ absl::Status GroupConsumer::Init() {
       {"partition.assignment.strategy", "cooperative-sticky"},
       {"enable.partition.eof", "false"},
       // The read-ahead: records the client has no room for wait here, and
-      // librdkafka stops fetching while it is full. It should hold more
-      // than a second of what the client takes: librdkafka 2.0.2 waits a
-      // fixed second before fetching again once this queue was full.
+      // librdkafka stops fetching while it is full.
       {"queued.max.messages.kbytes",
        absl::StrCat(std::max<int64_t>(1, options_.read_ahead_bytes >> 10))},
+      // How soon librdkafka looks again at a queue that was full (its
+      // default, a second, made a client reading a backlog faster than the
+      // read-ahead per second wait out most of that second at every refill;
+      // librdkafka 2.0.2 had no setting and eventbus woke the fetcher with
+      // watermark queries instead).
+      {"fetch.queue.backoff.ms", "10"},
       {"fetch.max.bytes", "8388608"},
       {"auto.offset.reset",
        options_.start == StartPosition::kEarliest ? "earliest" : "latest"},
@@ -202,7 +198,6 @@ void GroupConsumer::Close() {
 
 GroupConsumer::Stats GroupConsumer::stats() const {
   Stats s;
-  s.fetcher_nudges = fetcher_nudges_.load();
   absl::MutexLock lock(&mu_);
   s.in_progress_messages = in_progress_messages_;
   s.in_progress_bytes = in_progress_bytes_;
@@ -213,7 +208,7 @@ GroupConsumer::Stats GroupConsumer::stats() const {
 void GroupConsumer::Wake() {
   absl::MutexLock lock(&wake_mu_);
   // A yield would cut rd_kafka_consumer_close short (it serves this queue),
-  // and librdkafka 2.0.2 then hangs in rd_kafka_destroy.
+  // and librdkafka then hangs in rd_kafka_destroy (seen with 2.0.2).
   if (closing_) return;
   if (queue_ != nullptr) rd_kafka_queue_yield(queue_.get());
   if (records_ != nullptr) rd_kafka_queue_yield(records_.get());
@@ -236,73 +231,6 @@ int GroupConsumer::Room() const {
   return static_cast<int>(room);
 }
 
-// librdkafka 2.0.2 stops fetching a partition while its queue is over
-// queued.max.messages.kbytes and only looks again when its broker thread
-// wakes up, which with nothing else to do is a second later
-// (fetch.queue.backoff.ms, librdkafka 2.2, makes that configurable). A
-// client reading a backlog faster than the read-ahead per second would
-// wait out most of that second each time the queue ran dry. So when the
-// client has room, no record came, and librdkafka's last fetch saw more in
-// Kafka than was taken for some partition, ask that partition's leader for
-// its watermarks: the request wakes the broker thread, which then fetches
-// at once. Only after 20 ms without a record, at most every 100 ms, and at
-// most kMaxNudgesInPlace times for one position and high watermark (a
-// transaction marker at the end of a partition is never delivered, so the
-// position stays below the high watermark for good).
-void GroupConsumer::NudgeFetcher(absl::Time now) {
-  if (now < next_nudge_ || stop_.load()) return;
-  std::vector<std::pair<TopicPartition, int64_t>> positions;
-  // A partition nothing was taken from yet may have a backlog too.
-  bool unknown = false;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [tp, state] : partitions_) {
-      if (state.next_offset >= 0) {
-        positions.emplace_back(tp, state.next_offset);
-      } else {
-        unknown = true;
-      }
-    }
-  }
-  // ... for a while after the assignment: an empty partition stays unknown.
-  behind_ = unknown && now - assigned_at_ < absl::Seconds(10);
-  for (const auto& [tp, next] : positions) {
-    int64_t low = -1, high = -1;
-    if (rd_kafka_get_watermark_offsets(rk_.get(), tp.topic.c_str(), tp.partition,
-                                       &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        high <= next) {
-      continue;
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = partitions_.find(tp);
-      if (it == partitions_.end()) continue;
-      PartitionState& state = it->second;
-      if (state.nudged_next == next && state.nudged_high == high) {
-        if (state.nudges >= kMaxNudgesInPlace) continue;
-        ++state.nudges;
-      } else {
-        state.nudged_next = next;
-        state.nudged_high = high;
-        state.nudges = 1;
-      }
-    }
-    behind_ = true;
-    fetcher_nudges_.fetch_add(1);
-    spdlog::debug("group {}: nudging the fetcher for {} (taken up to {}, Kafka has {})",
-                  options_.group, PartitionName(tp.topic, tp.partition), next, high);
-    // Blocks for a round trip (200 ms at most, so that a broker outage
-    // cannot hold this thread long; more during a rebalance); one
-    // partition's leader per nudge.
-    const rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-        rk_.get(), tp.topic.c_str(), tp.partition, &low, &high, 200);
-    next_nudge_ = absl::Now() + (err == RD_KAFKA_RESP_ERR_NO_ERROR
-                                     ? kNudgeInterval
-                                     : kNudgeIntervalAfterError);
-    return;
-  }
-}
-
 // Each round serves the consumer queue (rebalances, errors), then takes as
 // many records as the client has room for, blocking on whichever queue can
 // bring progress: the records when there is room, else the consumer queue
@@ -311,7 +239,6 @@ void GroupConsumer::NudgeFetcher(absl::Time now) {
 // client working at its limit never waits for a fetch.
 void GroupConsumer::Run() {
   std::vector<rd_kafka_message_t*> batch(kRecordsPerTake);
-  absl::Time last_record_at = absl::InfinitePast();
   while (!stop_.load()) {
     int room = Room();
     RdKafkaMessagePtr event(
@@ -323,20 +250,8 @@ void GroupConsumer::Run() {
     if (room > 0 && !stop_.load()) {
       // The first record blocks (consume_batch would wait out its whole
       // timeout for a full batch); the rest are what is there already.
-      // While Kafka was seen holding more than was taken, a dry queue is
-      // noticed after kNudgeAfter rather than a whole poll interval.
-      RdKafkaMessagePtr first(rd_kafka_consume_queue(
-          records_queue_, behind_ ? static_cast<int>(absl::ToInt64Milliseconds(kNudgeAfter))
-                                  : kPollTimeoutMs));
-      const absl::Time now = absl::Now();
-      // Only once records have stopped (the nudge blocks this thread for a
-      // round trip, which costs nothing while there is nothing to deliver):
-      // never while records flow, whatever wakes the wait (acks do).
-      if (first == nullptr && now - last_record_at >= kNudgeAfter) {
-        NudgeFetcher(now);
-      }
+      RdKafkaMessagePtr first(rd_kafka_consume_queue(records_queue_, kPollTimeoutMs));
       if (first != nullptr) {
-        last_record_at = now;
         OnMessage(first.get());
         // The rest in takes of a few, the room looked at again after each
         // (it shrinks by bytes too).
@@ -435,7 +350,6 @@ void GroupConsumer::OnMessage(const rd_kafka_message_t* msg) {
     if (it == partitions_.end() || !it->second.tracker.Track(record->offset)) {
       return;  // revoked meanwhile, or already seen
     }
-    it->second.next_offset = record->offset + 1;
     if (OverLimit() || !waiting_.empty()) {
       waiting_.push_back(std::move(record));
       return;
@@ -885,9 +799,6 @@ void GroupConsumer::OnAssign(rd_kafka_topic_partition_list_t* partitions) {
       }
     }
   }
-  // New partitions may well hold a backlog: look for a dry queue early.
-  behind_ = true;
-  assigned_at_ = absl::Now();
   // Route the partitions' records to records_ before the assignment starts
   // fetching (librdkafka keeps a forwarding the application set). The
   // partitions of an assignment are known to librdkafka, so getting their

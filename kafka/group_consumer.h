@@ -188,7 +188,6 @@ class GroupConsumer {
     int64_t in_progress_messages = 0;  // read and not finished
     int64_t in_progress_bytes = 0;
     int64_t waiting = 0;  // taken from librdkafka past the limits
-    int64_t fetcher_nudges = 0;  // see NudgeFetcher
   };
   Stats stats() const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -225,12 +224,6 @@ class GroupConsumer {
     std::map<std::string, int> busy;
     std::optional<int64_t> stored;  // last offset handed to offsets_store
     uint64_t generation = 0;        // which assignment this state belongs to
-    int64_t next_offset = -1;       // after the last record taken, or -1
-    // NudgeFetcher's last nudges for this partition: at which position and
-    // high watermark, and how many there were in a row.
-    int64_t nudged_next = -1;
-    int64_t nudged_high = -1;
-    int nudges = 0;
   };
 
   GroupConsumer(GroupConsumerOptions options, Producer* dead_letters,
@@ -249,9 +242,6 @@ class GroupConsumer {
   // Records the client has room for now (0 at a limit): under the message
   // limit, and under the byte limit at the size of the records in progress.
   int Room() const ABSL_LOCKS_EXCLUDED(mu_);
-  // Called when the client has room and no record came: if Kafka holds more
-  // for a partition, wakes librdkafka's fetcher (see the definition).
-  void NudgeFetcher(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
   void Wake();
 
   // The key that orders `record` under the ordering mode.
@@ -315,12 +305,6 @@ class GroupConsumer {
   std::atomic<bool> stop_{false};
   bool closed_ = false;  // touched by Close only
   bool cooperative_ = true;  // the assignor's protocol, set by Init
-  // Consumer thread only: the next NudgeFetcher may act then; whether the
-  // last one found Kafka holding more than was taken.
-  absl::Time next_nudge_ = absl::InfinitePast();
-  bool behind_ = false;
-  std::atomic<int64_t> fetcher_nudges_{0};
-  absl::Time assigned_at_;  // of the last assignment
 
   mutable absl::Mutex mu_;
   std::map<TopicPartition, PartitionState, TopicPartitionLess> partitions_

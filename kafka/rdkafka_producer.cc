@@ -20,6 +20,15 @@ struct MessageContext {
 
 constexpr int kPollTimeoutMs = 20;
 constexpr int kMetadataTimeoutMs = 1500;
+// How long an answer from a broker (a metadata probe, an acknowledged
+// delivery) counts as Kafka being reachable. Probes can keep going to one
+// hung broker (a paused process, a stalled network: its connection stays up
+// until librdkafka's request timeout) while the others are fine, and while
+// that broker's partitions hold up every client, no ack comes either: one
+// such broker must not turn health off fleet-wide. A cluster that is down
+// is known at once from librdkafka's all-brokers-down; one that hangs
+// entirely goes NOT_SERVING after this window.
+constexpr absl::Duration kAnswerWindow = absl::Seconds(10);
 constexpr absl::Duration kPurgeDrainLimit = absl::Seconds(10);
 
 void LogCallback(const rd_kafka_t* rk, int level, const char* fac,
@@ -104,11 +113,13 @@ absl::StatusOr<RdKafkaProducer::Handle> RdKafkaProducer::NewHandle() {
 
 void RdKafkaProducer::DeliveryReport(rd_kafka_t* /*rk*/,
                                      const rd_kafka_message_t* msg,
-                                     void* /*opaque*/) noexcept {
+                                     void* opaque) noexcept {
   std::unique_ptr<MessageContext> ctx(
       static_cast<MessageContext*>(msg->_private));
   DeliveryResult result;
   if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    static_cast<RdKafkaProducer*>(opaque)->last_answer_ns_.store(
+        absl::GetCurrentTimeNanos(), std::memory_order_relaxed);
     result.partition = msg->partition;
     result.offset = msg->offset;
   } else {
@@ -132,6 +143,7 @@ void RdKafkaProducer::ErrorCallback(rd_kafka_t* rk, int err,
   }
   // A handle being purged after a fatal error says nothing of the brokers.
   if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && rk == self->current_rk_.load()) {
+    self->all_down_ns_.store(absl::GetCurrentTimeNanos());
     self->connected_.store(false, std::memory_order_release);
   }
   spdlog::warn("Kafka producer: {}: {}",
@@ -360,7 +372,6 @@ void RdKafkaProducer::PollLoop() {
 }
 
 void RdKafkaProducer::MonitorLoop() {
-  int failures = 0;
   while (true) {
     Handle rk = CurrentHandle();
     const rd_kafka_metadata_t* md = nullptr;
@@ -368,29 +379,35 @@ void RdKafkaProducer::MonitorLoop() {
         rd_kafka_metadata(rk.get(), 0, nullptr, &md, kMetadataTimeoutMs);
     RdKafkaMetadataPtr owned(md);
     rk.reset();
-    failures = (err == RD_KAFKA_RESP_ERR_NO_ERROR && md != nullptr &&
-                md->broker_cnt > 0)
-                   ? 0
-                   : failures + 1;
-    // One slow answer on a busy machine is not an outage: it takes two
-    // failures in a row (or librdkafka's all-brokers-down) to go down.
-    const bool up = failures == 0 || (failures == 1 && Connected());
+    const int64_t now = absl::GetCurrentTimeNanos();
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md != nullptr && md->broker_cnt > 0) {
+      last_answer_ns_.store(now, std::memory_order_relaxed);
+    }
+    const int64_t last = last_answer_ns_.load(std::memory_order_relaxed);
+    const bool up = last > all_down_ns_.load() &&
+                    now - last < absl::ToInt64Nanoseconds(kAnswerWindow);
     const bool was = connected_.exchange(up, std::memory_order_acq_rel);
     if (up != was) {
       if (up) {
         spdlog::info("Kafka is reachable ({})", brokers_);
       } else {
         spdlog::warn("Kafka is not reachable ({}): {}", brokers_,
-                     rd_kafka_err2str(err));
+                     err == RD_KAFKA_RESP_ERR_NO_ERROR ? "every broker is down"
+                                                       : rd_kafka_err2str(err));
       }
+    } else if (err != RD_KAFKA_RESP_ERR_NO_ERROR && up) {
+      spdlog::debug("Kafka metadata probe failed ({}); other brokers answered "
+                    "within {}", rd_kafka_err2str(err),
+                    absl::FormatDuration(kAnswerWindow));
     }
     absl::MutexLock lock(&mu_);
     auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return monitor_stop_;
     };
     if (mu_.AwaitWithTimeout(absl::Condition(&stop),
-                             up ? options_.connect_check_interval
-                                : options_.connect_check_interval / 4)) {
+                             err == RD_KAFKA_RESP_ERR_NO_ERROR
+                                 ? options_.connect_check_interval
+                                 : options_.connect_check_interval / 4)) {
       return;
     }
   }

@@ -38,8 +38,8 @@ struct ProducerOptions {
 // librdkafka in order and re-creates the handle after a fatal error; a
 // monitor thread asks a broker for metadata to know whether Kafka answers.
 //
-// A fatal error (for example librdkafka 2.0.2's spurious idempotence error)
-// is logged and the handle is replaced: records in flight on the old handle
+// A fatal error (the idempotent producer's guarantees broke, e.g. a broker
+// lost acknowledged records) is logged and the handle is replaced: records in flight on the old handle
 // fail (UNAVAILABLE, or UNKNOWN when possibly persisted); later records go to
 // the new handle.
 class RdKafkaProducer final : public Producer {
@@ -56,6 +56,10 @@ class RdKafkaProducer final : public Producer {
 
   absl::Status Produce(Record record, absl::Time deadline,
                        DeliveryCallback done) override;
+  // Whether a broker answered lately: a metadata probe (every
+  // connect_check_interval) or an acknowledged delivery within the last 10 s,
+  // and librdkafka reported no all-brokers-down since. One broker down or
+  // hung does not make it false while another answers.
   bool Connected() const override {
     return connected_.load(std::memory_order_acquire);
   }
@@ -123,6 +127,10 @@ class RdKafkaProducer final : public Producer {
   bool monitor_stop_ ABSL_GUARDED_BY(mu_) = false;
 
   std::atomic<bool> connected_{false};
+  // When a broker last answered (absl::GetCurrentTimeNanos), and when the
+  // current handle last reported every broker down.
+  std::atomic<int64_t> last_answer_ns_{0};
+  std::atomic<int64_t> all_down_ns_{0};
   std::atomic<bool> fatal_{false};
   std::atomic<rd_kafka_t*> current_rk_{nullptr};
   std::atomic<int> recreations_{0};

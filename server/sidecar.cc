@@ -43,12 +43,14 @@ std::map<std::string, std::string> ProducerProperties(const Config& config) {
       {"enable.idempotence", "true"},
       {"acks", "all"},
       // One produce request in flight per broker. With more, librdkafka
-      // 2.0.2 loses acked events: when a first request fails retriably (a
+      // loses acked events: when a first request fails retriably (a
       // partition whose leader is just being set up) and a later one for
-      // the same partition succeeds — the broker accepts any first sequence
-      // from a producer it does not know — librdkafka "implicitly acks" the
+      // the same partition succeeds (the broker accepts any first sequence
+      // from a producer it does not know), librdkafka "implicitly acks" the
       // failed request's events and reports them delivered. Seen on the
-      // real broker: partition log starting at sequence 3, events 0-2 acked.
+      // real broker with 2.0.2: partition log starting at sequence 3,
+      // events 0-2 acked. Still so in 2.8: ProducerDefaultsTest.
+      // LibrdkafkaStillAcksLostEventsWithFiveInFlight.
       {"max.in.flight.requests.per.connection", "1"},
       // Every unary caller waits for its ack, so waiting 5 ms (librdkafka's
       // default) to fill a batch is latency for nothing at low rates; under

@@ -436,11 +436,11 @@ TEST_F(SubscribeTest, TwoMembersReceiveEveryEventAndCommitToTheHighWatermark) {
 }
 
 // 1b. A backlog hundreds of times the read-ahead: librdkafka's fetch queue
-// fills and runs dry again and again (each time it stops fetching, and
-// librdkafka 2.0.2 alone looks again only when its broker thread wakes; the
-// consumer wakes it). Every event arrives, in offset order per partition,
-// and the group commits to the high watermarks. (Here: ~3 s; without the
-// wake-up ~27 s. The one-minute bound is only liveness.)
+// fills and runs dry again and again (each time it stops fetching, and looks
+// again after fetch.queue.backoff.ms, which the consumer sets to 10 ms; with
+// librdkafka's default of a second this takes ~27 s). Every event arrives, in
+// offset order per partition, and the group commits to the high watermarks.
+// (The one-minute bound is only liveness; the test prints how long it took.)
 TEST_F(SubscribeTest, BacklogFarLargerThanTheReadAheadArrivesWhole) {
   const std::string topic = UniqueTopic("sub-read-ahead");
   CreateTopic(topic, 3);
@@ -456,10 +456,13 @@ TEST_F(SubscribeTest, BacklogFarLargerThanTheReadAheadArrivesWhole) {
     c.consumer_properties["message.max.bytes"] = "65536";
   });
 
+  const absl::Time start = absl::Now();
   SubscribeClient client(stub_.get(), MakeSubscription(topic, group_),
                          {.auto_ack = true});
   EXPECT_TRUE(client.WaitReceived(kEvents, absl::Seconds(60)))
       << client.received() << " of " << kEvents << " events in a minute";
+  std::cerr << "read-ahead refills: " << kEvents << " events of 4 KiB in "
+            << absl::FormatDuration(absl::Now() - start) << "\n";
   EXPECT_EQ(client.event_ids().size(), static_cast<size_t>(kEvents));
   std::map<int32_t, int64_t> last;  // partition -> last offset delivered
   for (const SubscribeClient::Received& r : client.history()) {
@@ -1483,15 +1486,23 @@ TEST_F(SubscribeTest, StreamsBeyondMaxStreamsAreRefused) {
   const std::string topic = UniqueTopic("sub-max-streams");
   CreateTopic(topic, 1);
   StartSidecar([](server::Config& c) { c.subscribe_max_streams = 1; });
+  // The two streams open concurrently: whichever the server takes second is
+  // refused, the other goes on.
   SubscribeClient first(stub_.get(), MakeSubscription(topic, group_));
   SubscribeClient second(stub_.get(), MakeSubscription(topic, group_));
-  std::optional<grpc::Status> ended = second.WaitEnded(absl::Seconds(10));
-  ASSERT_TRUE(ended.has_value());
+  std::optional<grpc::Status> ended;
+  SubscribeClient* kept = nullptr;
+  for (int i = 0; i < 100 && !ended; ++i) {
+    for (auto [a, b] : {std::pair(&first, &second), std::pair(&second, &first)}) {
+      if (!ended && (ended = a->WaitEnded(absl::Milliseconds(50)))) kept = b;
+    }
+  }
+  ASSERT_TRUE(ended.has_value()) << "neither stream was refused";
   EXPECT_EQ(ended->error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_TRUE(absl::StrContains(ended->error_message(), "subscribe.max_streams"))
       << ended->error_message();
-  EXPECT_FALSE(first.WaitEnded(absl::Milliseconds(200)).has_value());
-  EXPECT_TRUE(first.Close().ok());
+  EXPECT_FALSE(kept->WaitEnded(absl::Milliseconds(200)).has_value());
+  EXPECT_TRUE(kept->Close().ok());
 }
 
 }  // namespace

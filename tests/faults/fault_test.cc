@@ -1,0 +1,355 @@
+// The fault suite (ctest label `faults`): the sidecar binary publishes and
+// subscribes against a real three-node Kafka (deploy/kafka/kafka.sh
+// start-cluster: replication factor 3, min.insync.replicas=2) while brokers
+// fail, then Kafka is read directly and every acked event must be there,
+// where its ack said, in order per key, and must have reached the Subscribe
+// consumer group. Each test prints a line "FAULT <scenario>: ..." with its
+// figures (docs/reliability.md collects them).
+//
+// Each test runs in a process of its own (ctest runs them one by one) with a
+// fresh cluster, started by main() below.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "tests/faults/cluster.h"
+#include "tests/faults/harness.h"
+#include "tests/integration/kafka_test_env.h"
+#include "tests/integration/sidecar_process.h"
+
+namespace eventbus::testing {
+
+// The cluster of this process (one test per process).
+KafkaCluster* g_cluster = nullptr;
+
+namespace {
+
+std::string Seconds(absl::Duration d) {
+  return absl::StrFormat("%.1fs", absl::ToDoubleSeconds(d));
+}
+
+class FaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NE(g_cluster, nullptr);
+    topic_ = UniqueTopic("fault");
+    group_ = UniqueTopic("fault-group");
+    absl::Status s = g_cluster->CreateTopic(topic_, 3);
+    ASSERT_TRUE(s.ok()) << s;
+  }
+
+  void TearDown() override {
+    if (HasFailure()) std::cerr << g_cluster->LogTails(30);
+  }
+
+  // Starts a sidecar process on the cluster, listening on a Unix socket;
+  // returns its address once it reports SERVING.
+  std::string StartSidecar(std::unique_ptr<SidecarProcess>* out,
+                           std::vector<std::string> extra = {}) {
+    const std::string address = SidecarSocketAddress();
+    std::vector<std::string> args = {
+        absl::StrCat("--kafka.brokers=", g_cluster->brokers()),
+        absl::StrCat("--server.listen=", address),
+        // A member of a killed sidecar is noticed within 6 s.
+        "--kafka.consumer.session.timeout.ms=6000",
+        "--kafka.consumer.heartbeat.interval.ms=1000",
+    };
+    for (std::string& a : extra) args.push_back(std::move(a));
+    *out = std::make_unique<SidecarProcess>(std::move(args));
+    EXPECT_TRUE(WaitSidecarServing(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()),
+        absl::Seconds(30)))
+        << "the sidecar never reported SERVING";
+    return address;
+  }
+
+  // Starts a sidecar with its health watched, a consumer group of two
+  // members reading topic_ through it, and the publish load; returns once
+  // the load is flowing (500 events acked), with the health counts reset.
+  void StartTraffic(LoadOptions load = {}) {
+    address_ = StartSidecar(&sidecar_);
+    health_ = std::make_unique<HealthWatch>(address_);
+    ASSERT_TRUE(health_->WaitFor(true, absl::Seconds(10)));
+    reader_ = std::make_unique<GroupReader>(address_, topic_, group_, 2);
+    load.topic = topic_;
+    load_ = std::make_unique<PublishLoad>(address_, load, &ledger_);
+    ASSERT_TRUE(ledger_.WaitAcked(500, absl::Seconds(30))) << "no load before the fault";
+    health_->Reset();
+  }
+
+  // Stops the load once the fault is over, then checks Kafka against what
+  // was acked (and received), and stops the group and the health watch.
+  FaultReport FinishTraffic(absl::Duration receive_timeout = absl::Seconds(60)) {
+    load_->Stop();
+    FaultReport report = CheckAgainstKafka(topic_, ledger_, reader_.get(), receive_timeout);
+    reader_->Stop();
+    health_->Stop();
+    return report;
+  }
+
+  std::string HealthFigures() const {
+    return absl::StrCat(", health NOT_SERVING answers ", health_->not_serving(), " of ",
+                        health_->checks(), " (longest ",
+                        Seconds(health_->longest_not_serving()), ")");
+  }
+
+  // Acked events whose ack came in [from, to).
+  static int64_t AckedBetween(const PublishLedger& ledger, absl::Time from,
+                              absl::Time to) {
+    int64_t n = 0;
+    for (const PublishLedger::Event& e : ledger.Snapshot()) {
+      if (e.result && e.result->ok() && e.done >= from && e.done < to) ++n;
+    }
+    return n;
+  }
+
+  std::string topic_;
+  std::string group_;
+  std::unique_ptr<SidecarProcess> sidecar_;
+  std::string address_;
+  std::unique_ptr<HealthWatch> health_;
+  std::unique_ptr<GroupReader> reader_;
+  PublishLedger ledger_;
+  std::unique_ptr<PublishLoad> load_;
+};
+
+// 1. The leader of a partition is SIGKILLed under PublishStream and unary
+// Publish load, and restarted 25 s later. The other two nodes hold the
+// minimum ISR, so publishing goes on, nothing acked is lost, and health
+// stays SERVING: one broker down is not the sidecar's outage.
+TEST_F(FaultTest, LeaderKilledAndRestartedUnderPublishLoad) {
+  ASSERT_NO_FATAL_FAILURE(StartTraffic());
+  const int leader = g_cluster->Leader(topic_, 0);
+  ASSERT_GT(leader, 0);
+  const absl::Time killed = absl::Now();
+  ASSERT_TRUE(g_cluster->Kill(leader).ok());
+  absl::SleepFor(absl::Seconds(25));
+  const absl::Time restarted = absl::Now();
+  absl::Status s = g_cluster->Restart(leader);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(g_cluster->WaitInSync(topic_, absl::Seconds(60)).ok());
+  EXPECT_TRUE(ledger_.WaitAcked(500, absl::Seconds(30))) << "no acks after the restart";
+  const int64_t acked_while_down =
+      AckedBetween(ledger_, killed + absl::Seconds(10), restarted);
+  const FaultReport report = FinishTraffic();
+
+  std::cout << report.Line(absl::StrCat("leader killed (node ", leader,
+                                        ", restarted after 25 s)"))
+            << ", acked 10-25 s after the kill " << acked_while_down << HealthFigures()
+            << "\n";
+  EXPECT_GT(acked_while_down, 0) << "publishing stopped while one broker was down";
+  EXPECT_EQ(report.not_received, 0);
+  EXPECT_EQ(health_->not_serving(), 0)
+      << "health went NOT_SERVING for " << Seconds(health_->longest_not_serving())
+      << " while two of three brokers served";
+}
+
+// 2. A broker hangs (SIGSTOP: no connection reset, requests just stop being
+// answered) for 30 s, then resumes.
+TEST_F(FaultTest, BrokerPausedForThirtySecondsUnderLoad) {
+  ASSERT_NO_FATAL_FAILURE(StartTraffic());
+  const int leader = g_cluster->Leader(topic_, 0);
+  ASSERT_GT(leader, 0);
+  const absl::Time paused = absl::Now();
+  ASSERT_TRUE(g_cluster->Pause(leader).ok());
+  absl::SleepFor(absl::Seconds(30));
+  const absl::Time resumed = absl::Now();
+  ASSERT_TRUE(g_cluster->Resume(leader).ok());
+  EXPECT_TRUE(g_cluster->WaitInSync(topic_, absl::Seconds(90)).ok());
+  EXPECT_TRUE(ledger_.WaitAcked(500, absl::Seconds(30))) << "no acks after the resume";
+  const int64_t acked_while_hung =
+      AckedBetween(ledger_, paused + absl::Seconds(15), resumed);
+  const FaultReport report = FinishTraffic();
+
+  std::cout << report.Line(absl::StrCat("leader paused (node ", leader, ", 30 s)"))
+            << ", acked 15-30 s after the pause " << acked_while_hung << HealthFigures()
+            << "\n";
+  EXPECT_GT(acked_while_hung, 0) << "publishing stopped while one broker hung";
+  EXPECT_EQ(report.not_received, 0);
+  EXPECT_EQ(health_->not_serving(), 0);
+}
+
+// 3. The whole cluster is down for 30 s: publishes fail (never a false
+// success), health is NOT_SERVING, and everything recovers without
+// restarting the sidecar; a client that reconnects gets every acked event.
+TEST_F(FaultTest, WholeClusterDownForThirtySeconds) {
+  ASSERT_NO_FATAL_FAILURE(StartTraffic({.call_deadline = absl::Seconds(5)}));
+  const absl::Time down = absl::Now();
+  for (int node = 1; node <= KafkaCluster::kNodes; ++node) {
+    ASSERT_TRUE(g_cluster->Kill(node).ok());
+  }
+  EXPECT_TRUE(health_->WaitFor(false, absl::Seconds(15)))
+      << "health stayed SERVING with every broker down";
+  const absl::Time not_serving_at = absl::Now();
+  absl::SleepFor(down + absl::Seconds(30) - absl::Now());
+  // While everything is down, publishes fail: count the acks of the last
+  // 15 s (in flight before the kill may still have been acked).
+  const int64_t acked_while_down =
+      AckedBetween(ledger_, down + absl::Seconds(15), absl::Now());
+  const absl::Time up = absl::Now();
+  absl::Status s = g_cluster->Restart(KafkaCluster::kAllNodes);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(health_->WaitFor(true, absl::Seconds(60))) << "health never came back";
+  const absl::Time serving_at = absl::Now();
+  EXPECT_TRUE(ledger_.WaitAcked(500, absl::Seconds(60)))
+      << "publishing did not recover without a restart of the sidecar";
+  absl::Time first_ack = absl::InfiniteFuture();
+  for (const PublishLedger::Event& e : ledger_.Snapshot()) {
+    if (e.result && e.result->ok() && e.done >= up) first_ack = std::min(first_ack, e.done);
+  }
+  EXPECT_TRUE(g_cluster->WaitInSync(topic_, absl::Seconds(60)).ok());
+  FaultReport report = FinishTraffic(absl::Seconds(90));
+
+  std::string ends;
+  for (const auto& [code, n] : reader_->stream_ends()) absl::StrAppend(&ends, code, "=", n, " ");
+  std::cout << report.Line("whole cluster killed for 30 s") << ", acked while down "
+            << acked_while_down << ", NOT_SERVING after "
+            << Seconds(not_serving_at - down) << ", SERVING again "
+            << Seconds(serving_at - up) << " after the restart, publishing recovered "
+            << Seconds(first_ack - up) << " after it, Subscribe streams ended: { "
+            << ends << "}\n";
+  EXPECT_EQ(acked_while_down, 0) << "an event was acked while no broker ran";
+  EXPECT_EQ(report.not_received, 0);
+  EXPECT_GT(report.errors["UNAVAILABLE"] + report.errors["DEADLINE_EXCEEDED"], 0)
+      << "no publish failed while the cluster was down";
+  for (const auto& [code, n] : reader_->stream_ends()) {
+    EXPECT_EQ(code, "UNAVAILABLE") << n << " Subscribe streams ended with " << code;
+  }
+}
+
+// 4. A rolling restart (SIGTERM, start, wait for the replicas to catch up)
+// of all three brokers under publish and subscribe load.
+TEST_F(FaultTest, RollingRestartUnderLoad) {
+  ASSERT_NO_FATAL_FAILURE(StartTraffic());
+  const absl::Time start = absl::Now();
+  std::string steps;
+  for (int node = 1; node <= KafkaCluster::kNodes; ++node) {
+    const absl::Time t0 = absl::Now();
+    absl::Status s = g_cluster->StopNode(node);
+    ASSERT_TRUE(s.ok()) << s;
+    const absl::Time t1 = absl::Now();
+    s = g_cluster->Restart(node);
+    ASSERT_TRUE(s.ok()) << s;
+    const absl::Time t2 = absl::Now();
+    s = g_cluster->WaitInSync(topic_, absl::Seconds(90));
+    ASSERT_TRUE(s.ok()) << s;
+    s = g_cluster->WaitInSync("__consumer_offsets", absl::Seconds(90));
+    ASSERT_TRUE(s.ok()) << s;
+    absl::StrAppend(&steps, " node ", node, ": stop ", Seconds(t1 - t0), ", start ",
+                    Seconds(t2 - t1), ", in sync ", Seconds(absl::Now() - t2), ";");
+  }
+  std::cerr << "rolling restart:" << steps << "\n";
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_TRUE(ledger_.WaitAcked(500, absl::Seconds(30)));
+  const FaultReport report = FinishTraffic();
+
+  std::cout << report.Line("rolling restart of three brokers") << ", restart took "
+            << Seconds(took) << HealthFigures() << "\n";
+  EXPECT_EQ(report.not_received, 0);
+  EXPECT_EQ(health_->not_serving(), 0);
+}
+
+// 5. Two sidecars serve one consumer group; one is SIGKILLed while its
+// streams hold unacked deliveries. The other sidecar's streams get those
+// events after the group notices (session timeout), and the group commits
+// past every event: nothing is skipped.
+TEST_F(FaultTest, SidecarKilledWhileHoldingUnackedDeliveries) {
+  constexpr int kEvents = 3000;
+  std::unique_ptr<SidecarProcess> a_process, b_process;
+  const std::string a = StartSidecar(&a_process);
+  const std::string b = StartSidecar(&b_process);
+
+  PublishLedger ledger;
+  {
+    PublishLoad load(b, {.topic = topic_, .streams = 1, .unary = 0,
+                         .events_per_second = 0}, &ledger);
+    while (ledger.acked() < kEvents) absl::SleepFor(absl::Milliseconds(50));
+    load.Stop();
+  }
+
+  // A's member takes deliveries and acks none of them.
+  client::SubscriberOptions so;
+  so.topics = {topic_};
+  so.group = group_;
+  so.start = v1::START_POSITION_EARLIEST;
+  so.auto_ack = false;
+  so.max_outstanding_messages = 1000;
+  client::Subscriber holder(a, so);
+  std::atomic<int64_t> held{0};
+  std::thread holder_thread([&] {
+    holder.Run([&held](const v1::Delivery&) {
+      held.fetch_add(1);
+      return absl::OkStatus();
+    }).IgnoreError();
+  });
+  for (int i = 0; i < 300 && held.load() < 500; ++i) absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_GE(held.load(), 500) << "A's member got no deliveries";
+
+  // B's members join (A keeps some partitions), then A dies.
+  GroupReader reader(b, topic_, group_, 2);
+  absl::SleepFor(absl::Seconds(3));
+  const int64_t held_at_kill = held.load();
+  const absl::Time killed = absl::Now();
+  a_process->Signal(SIGKILL);
+  EXPECT_EQ(a_process->Wait(), 128 + SIGKILL);
+  holder.Stop();
+  holder_thread.join();
+
+  FaultReport report = CheckAgainstKafka(topic_, ledger, &reader, absl::Seconds(90));
+  const absl::Duration recovered = absl::Now() - killed;
+  const std::map<int32_t, int64_t> high = HighWatermarks(topic_);
+  std::map<int32_t, int64_t> committed;
+  for (int i = 0; i < 100; ++i) {
+    committed = CommittedOffsets(group_, topic_);
+    if (committed == high) break;
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  reader.Stop();
+  std::cout << report.Line("sidecar SIGKILLed holding unacked deliveries")
+            << ", held unacked at the kill " << held_at_kill
+            << ", every event at the other sidecar within " << Seconds(recovered) << "\n";
+  EXPECT_EQ(report.not_received, 0);
+  EXPECT_EQ(committed, high) << "the group did not commit past every event";
+}
+
+}  // namespace
+}  // namespace eventbus::testing
+
+// Starts this process's cluster unless gtest only lists the tests, runs
+// them, stops the cluster. TEST_KAFKA_BROKERS points at the cluster, so the
+// helpers of kafka_test_env read it directly.
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  if (::testing::GTEST_FLAG(list_tests)) return RUN_ALL_TESTS();
+  const char* base = std::getenv("TEST_FAULT_CLUSTER_DIR");
+  const std::string dir =
+      absl::StrCat(base != nullptr && *base != '\0' ? base : EVENTBUS_FAULT_CLUSTER_DIR,
+                   "/", getpid());
+  eventbus::testing::KafkaCluster cluster(dir);
+  absl::Status s = cluster.Start();
+  if (!s.ok()) {
+    std::cerr << "fault suite: the three-node Kafka did not start: " << s << "\n";
+    return 1;
+  }
+  setenv("TEST_KAFKA_BROKERS", cluster.brokers().c_str(), 1);
+  eventbus::testing::g_cluster = &cluster;
+  const int rc = RUN_ALL_TESTS();
+  eventbus::testing::g_cluster = nullptr;
+  cluster.Stop();
+  if (rc == 0) std::filesystem::remove_all(dir);
+  return rc;
+}
