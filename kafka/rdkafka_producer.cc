@@ -121,7 +121,9 @@ void RdKafkaProducer::DeliveryReport(rd_kafka_t* /*rk*/,
     static_cast<RdKafkaProducer*>(opaque)->last_answer_ns_.store(
         absl::GetCurrentTimeNanos(), std::memory_order_relaxed);
     result.partition = msg->partition;
-    result.offset = msg->offset;
+    // Negative (RD_KAFKA_OFFSET_INVALID) when librdkafka learned the record
+    // was stored from the ack of a later request after this one's timed out.
+    result.offset = msg->offset >= 0 ? msg->offset : -1;
   } else {
     result.status = DeliveryErrorToStatus(
         msg->err, rd_kafka_topic_name(msg->rkt),
@@ -209,7 +211,7 @@ absl::Status RdKafkaProducer::Produce(Record record, absl::Time deadline,
     return absl::ResourceExhaustedError(absl::StrCat(
         "the sidecar's publish buffer is full (", waiting_bytes_,
         " bytes wait for ", Connected() ? "room in the producer queue" : "a broker",
-        "); retry later"));
+        ", limits.max_buffered_bytes); retry later"));
   }
   waiting_bytes_ += bytes;
   waiting_.push_back(Waiting{std::move(record), deadline, std::move(done)});

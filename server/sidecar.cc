@@ -68,6 +68,13 @@ std::map<std::string, std::string> ProducerProperties(const Config& config) {
        absl::StrCat(absl::ToInt64Milliseconds(config.publish_timeout))},
       // A missing topic fails within seconds instead of 30 s.
       {"topic.metadata.propagation.max.ms", "2000"},
+      // A produce request unanswered for 10 s is given up and retried
+      // (idempotent: no duplicates), on the new leader if the broker hung.
+      // With librdkafka's 60 s (capped at the message timeout, 30 s) the
+      // partitions of a hung broker stall every publish until the deadline.
+      // Measured in FaultTest.BrokerPausedForThirtySecondsUnderLoad: acks
+      // 15-30 s into the hang went from 13 to ~10,000.
+      {"socket.timeout.ms", "10000"},
   };
   for (const auto& [name, value] : config.producer_properties) {
     props[name] = value;

@@ -9,6 +9,7 @@
 // Each test runs in a process of its own (ctest runs them one by one) with a
 // fresh cluster, started by main() below.
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -324,6 +325,210 @@ TEST_F(FaultTest, SidecarKilledWhileHoldingUnackedDeliveries) {
             << ", every event at the other sidecar within " << Seconds(recovered) << "\n";
   EXPECT_EQ(report.not_received, 0);
   EXPECT_EQ(committed, high) << "the group did not commit past every event";
+}
+
+// 6. Load on one sidecar: 200 Subscribe streams (20 groups of 10) at the
+// configured subscribe.max_streams, 10 more streams that must be refused,
+// and 10,000 unary Publish calls at once against a small publish buffer
+// (limits.max_buffered_bytes 256 KiB, librdkafka queue 2,000 records): every
+// call ends OK or RESOURCE_EXHAUSTED naming the limit, nothing acked is lost,
+// every group gets every acked event, and the sidecar's memory and threads
+// stay bounded (printed).
+TEST_F(FaultTest, TwoHundredStreamsAndTenThousandConcurrentCalls) {
+  constexpr int kGroups = 20;
+  constexpr int kMembers = 10;
+  constexpr int kCalls = 10000;
+  std::unique_ptr<SidecarProcess> sidecar;
+  const std::string address =
+      StartSidecar(&sidecar, {absl::StrCat("--subscribe.max_streams=", kGroups * kMembers),
+                              "--limits.max_buffered_bytes=262144",
+                              "--kafka.producer.queue.buffering.max.messages=2000"});
+  const ProcessFigures idle = ProcessFigures::Of(sidecar->pid());
+
+  std::vector<std::unique_ptr<GroupReader>> groups;
+  for (int g = 0; g < kGroups; ++g) {
+    groups.push_back(std::make_unique<GroupReader>(address, topic_,
+                                                   absl::StrCat(group_, "-", g), kMembers));
+  }
+  // Every stream is a group member once the sidecar logged it joining.
+  auto joined = [&sidecar] {
+    const std::string log = sidecar->Log();
+    int n = 0;
+    for (size_t at = log.find("member joining"); at != std::string::npos;
+         at = log.find("member joining", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  for (int i = 0; i < 1200 && joined() < kGroups * kMembers; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_EQ(joined(), kGroups * kMembers) << "not every Subscribe stream joined";
+  GroupReader extra(address, topic_, absl::StrCat(group_, "-extra"), 10);
+  absl::SleepFor(absl::Seconds(2));
+  const ProcessFigures streams = ProcessFigures::Of(sidecar->pid());
+
+  // 10,000 calls at once, on one channel.
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::PublishRequest request;
+    v1::PublishResponse response;
+    size_t slot = 0;
+  };
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto stub = v1::EventBus::NewStub(channel);
+  std::vector<std::unique_ptr<Call>> calls;
+  absl::Mutex mu;
+  int done = 0;
+  std::map<std::string, std::string> error_messages;  // code -> a message
+  ProcessFigures peak;
+  std::atomic<bool> sampling{true};
+  std::thread sampler([&] {
+    while (sampling.load()) {
+      const ProcessFigures f = ProcessFigures::Of(sidecar->pid());
+      {
+        absl::MutexLock lock(&mu);
+        peak.rss_bytes = std::max(peak.rss_bytes, f.rss_bytes);
+        peak.threads = std::max(peak.threads, f.threads);
+        peak.open_fds = std::max(peak.open_fds, f.open_fds);
+      }
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  });
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < kCalls; ++i) {
+    auto call = std::make_unique<Call>();
+    const std::string id = absl::StrCat("burst-", i);
+    const std::string key = absl::StrCat("burst-k", i % 64);
+    call->slot = ledger_.Add(id, key, absl::StrCat("burst", i), 0);
+    call->request.set_topic(topic_);
+    call->request.set_key(key);
+    call->request.mutable_event()->set_id(id);
+    call->request.mutable_event()->set_type("dev.eventbus.fault-test");
+    call->request.mutable_event()->set_data(std::string(100, 'x'));
+    call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    Call* c = call.get();
+    calls.push_back(std::move(call));
+    stub->async()->Publish(&c->ctx, &c->request, &c->response, [&, c](grpc::Status s) {
+      absl::StatusOr<client::PublishResult> r;
+      if (s.ok()) {
+        client::PublishResult pr;
+        pr.partition = c->response.partition();
+        pr.offset = c->response.offset();
+        r = pr;
+      } else {
+        r = absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+      }
+      ledger_.Complete(c->slot, r);
+      absl::MutexLock lock(&mu);
+      if (!s.ok()) {
+        error_messages[absl::StatusCodeToString(
+            static_cast<absl::StatusCode>(s.error_code()))] = s.error_message();
+      }
+      ++done;
+    });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    auto all = [&done] { return done == kCalls; };
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(120)))
+        << done << " of " << kCalls << " calls ended";
+  }
+  const absl::Duration took = absl::Now() - start;
+  sampling.store(false);
+  sampler.join();
+
+  FaultReport report = CheckAgainstKafka(topic_, ledger_, groups[0].get(), absl::Seconds(120));
+  std::vector<std::string> acked_ids;
+  for (const PublishLedger::Event& e : ledger_.Snapshot()) {
+    if (e.result && e.result->ok()) acked_ids.push_back(e.id);
+  }
+  int groups_complete = 0;
+  for (const auto& g : groups) {
+    if (g->WaitFor(acked_ids, absl::Seconds(60))) ++groups_complete;
+  }
+  extra.Stop();
+  for (auto& g : groups) g->Stop();
+  absl::SleepFor(absl::Seconds(3));
+  const ProcessFigures after = ProcessFigures::Of(sidecar->pid());
+
+  std::cout << report.Line("200 streams + 10,000 concurrent unary calls") << ", calls took "
+            << Seconds(took) << ", groups with every acked event " << groups_complete
+            << " of " << kGroups << ", refused streams " << extra.stream_ends()["RESOURCE_EXHAUSTED"]
+            << "; sidecar idle: " << idle.ToString() << "; 200 streams: " << streams.ToString()
+            << "; peak: " << peak.ToString() << "; after: " << after.ToString() << "\n";
+  for (const auto& [code, message] : error_messages) std::cout << "  " << code << ": " << message << "\n";
+
+  EXPECT_EQ(groups_complete, kGroups);
+  for (const auto& [code, n] : report.errors) {
+    EXPECT_EQ(code, "RESOURCE_EXHAUSTED") << n << " calls failed with " << code << ": "
+                                          << error_messages[code];
+  }
+  if (error_messages.contains("RESOURCE_EXHAUSTED")) {
+    EXPECT_THAT(error_messages["RESOURCE_EXHAUSTED"],
+                ::testing::AnyOf(::testing::HasSubstr("limits.max_buffered_bytes"),
+                                 ::testing::HasSubstr("queue.buffering.max")));
+  }
+  const std::map<std::string, int> ends = extra.stream_ends();
+  ASSERT_EQ(ends.size(), 1u) << "streams past subscribe.max_streams must be refused";
+  EXPECT_EQ(ends.begin()->first, "RESOURCE_EXHAUSTED");
+  EXPECT_THAT(extra.end_messages()["RESOURCE_EXHAUSTED"],
+              ::testing::HasSubstr("subscribe.max_streams"));
+  // Ceilings several times what was measured (about 1,400 threads, 350 MB:
+  // each Subscribe stream is a librdkafka consumer with its own threads):
+  // a bound on growth, not a benchmark.
+  EXPECT_LT(peak.rss_bytes, int64_t{2} << 30);
+  EXPECT_LT(peak.threads, 4000);
+  EXPECT_EQ(kill(sidecar->pid(), 0), 0) << "the sidecar is gone";
+}
+
+// 7. Soak (ctest label `soak`, not in the default test command): publish
+// and subscribe at 2,000 events/s for TEST_SOAK_MINUTES (default 10) with a
+// consumer that lets the ack deadline of one delivery in 1,000 pass (a 3 s
+// handler, a 2 s deadline, no lease extension). The sidecar's memory, open
+// files and threads must stay flat; nothing acked is lost.
+TEST_F(FaultTest, SoakPublishAndSubscribe) {
+  const char* minutes_env = std::getenv("TEST_SOAK_MINUTES");
+  const absl::Duration length =
+      absl::Minutes(minutes_env != nullptr ? std::atof(minutes_env) : 10.0);
+  address_ = StartSidecar(&sidecar_);
+  health_ = std::make_unique<HealthWatch>(address_);
+  reader_ = std::make_unique<GroupReader>(
+      address_, topic_, group_,
+      ReaderOptions{.members = 2, .ack_deadline = absl::Seconds(2), .slow_every = 1000,
+                    .slow_for = absl::Seconds(3)});
+  // Two streams at 900/s each and four unary callers at 50/s each: 2,000/s.
+  load_ = std::make_unique<PublishLoad>(
+      address_, LoadOptions{.topic = topic_, .streams = 2, .unary = 0,
+                            .events_per_second = 900}, &ledger_);
+  PublishLoad unary(address_, LoadOptions{.topic = topic_, .streams = 0, .unary = 4,
+                                          .events_per_second = 50}, &ledger_);
+  // Warm-up: the first minute fills pools and caches.
+  absl::SleepFor(std::min(absl::Minutes(1), length / 5));
+  const ProcessFigures start = ProcessFigures::Of(sidecar_->pid());
+  const int64_t acked_at_start = ledger_.acked();
+  const absl::Time t0 = absl::Now();
+  std::vector<std::string> samples;
+  while (absl::Now() - t0 < length) {
+    absl::SleepFor(std::min(absl::Minutes(1), length / 5));
+    samples.push_back(ProcessFigures::Of(sidecar_->pid()).ToString());
+    std::cerr << "soak " << Seconds(absl::Now() - t0) << ": " << samples.back() << ", acked "
+              << ledger_.acked() << "\n";
+  }
+  const ProcessFigures end = ProcessFigures::Of(sidecar_->pid());
+  const double rate =
+      static_cast<double>(ledger_.acked() - acked_at_start) / absl::ToDoubleSeconds(length);
+  unary.Stop();
+  const FaultReport report = FinishTraffic(absl::Seconds(120));
+  std::cout << report.Line(absl::StrCat("soak ", absl::FormatDuration(length)))
+            << absl::StrFormat(", %.0f events/s acked", rate) << "; start: " << start.ToString()
+            << "; end: " << end.ToString() << "\n";
+  EXPECT_EQ(report.not_received, 0);
+  EXPECT_GT(report.redelivered, 0) << "no ack deadline passed: the slow handler did not run";
+  // Flat: what a long run may add is caches, not a leak per event.
+  EXPECT_LT(end.rss_bytes, start.rss_bytes + (32 << 20)) << "RSS grew";
+  EXPECT_LE(end.open_fds, start.open_fds + 8) << "open files grew";
+  EXPECT_LE(end.threads, start.threads + 4) << "threads grew";
 }
 
 }  // namespace

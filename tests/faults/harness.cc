@@ -3,12 +3,17 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/integration/kafka_test_env.h"
 
@@ -176,9 +181,12 @@ void PublishLoad::UnaryLoop(int index) {
 // ------------------------------------------------------------ GroupReader
 
 GroupReader::GroupReader(std::string address, std::string topic, std::string group,
-                         int members)
-    : address_(std::move(address)), topic_(std::move(topic)), group_(std::move(group)) {
-  for (int i = 0; i < members; ++i) {
+                         ReaderOptions options)
+    : address_(std::move(address)),
+      topic_(std::move(topic)),
+      group_(std::move(group)),
+      options_(options) {
+  for (int i = 0; i < options_.members; ++i) {
     threads_.emplace_back([this, i] { MemberLoop(i); });
   }
 }
@@ -203,7 +211,9 @@ void GroupReader::MemberLoop(int /*index*/) {
     so.group = group_;
     so.start = v1::START_POSITION_EARLIEST;
     so.max_outstanding_messages = 500;
-    so.concurrency = 2;
+    so.concurrency = options_.slow_every > 0 ? 4 : 2;
+    so.ack_deadline = options_.ack_deadline;
+    if (options_.slow_every > 0) so.max_lease_extension = absl::ZeroDuration();
     client::Subscriber subscriber(address_, so);
     {
       absl::MutexLock lock(&mu_);
@@ -211,6 +221,9 @@ void GroupReader::MemberLoop(int /*index*/) {
       members_.push_back(&subscriber);
     }
     absl::Status end = subscriber.Run([this](const v1::Delivery& d) {
+      if (options_.slow_every > 0 && handled_.fetch_add(1) % options_.slow_every == 0) {
+        absl::SleepFor(options_.slow_for);
+      }
       absl::MutexLock lock(&mu_);
       ++received_[d.event().id()];
       return absl::OkStatus();
@@ -219,6 +232,7 @@ void GroupReader::MemberLoop(int /*index*/) {
     members_.erase(std::find(members_.begin(), members_.end(), &subscriber));
     if (stop_) return;
     ++ends_[CodeName(end.code())];
+    end_messages_[CodeName(end.code())] = std::string(end.message());
     mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(200));
     if (stop_) return;
   }
@@ -252,6 +266,39 @@ std::map<std::string, int> GroupReader::received() const {
 std::map<std::string, int> GroupReader::stream_ends() const {
   absl::MutexLock lock(&mu_);
   return ends_;
+}
+
+std::map<std::string, std::string> GroupReader::end_messages() const {
+  absl::MutexLock lock(&mu_);
+  return end_messages_;
+}
+
+// ------------------------------------------------------------ ProcessFigures
+
+ProcessFigures ProcessFigures::Of(pid_t pid) {
+  ProcessFigures f;
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    std::vector<std::string> parts =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipWhitespace());
+    if (parts.size() < 2) continue;
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(parts[1], &v)) continue;
+    if (parts[0] == "VmRSS:") f.rss_bytes = v * 1024;
+    if (parts[0] == "Threads:") f.threads = v;
+  }
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/fd"), ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++f.open_fds;
+  }
+  return f;
+}
+
+std::string ProcessFigures::ToString() const {
+  return absl::StrFormat("RSS %.1f MB, %d threads, %d fds", rss_bytes / 1e6, threads,
+                         open_fds);
 }
 
 // ------------------------------------------------------------ HealthWatch
@@ -337,7 +384,8 @@ std::string FaultReport::Line(const std::string& scenario) const {
   std::vector<std::string> errs;
   for (const auto& [code, n] : errors) errs.push_back(absl::StrCat(code, "=", n));
   return absl::StrCat(
-      "FAULT ", scenario, ": sent ", sent, ", acked ", acked, ", lost ", lost,
+      "FAULT ", scenario, ": sent ", sent, ", acked ", acked, " (", acked_without_offset,
+      " without an offset), lost ", lost,
       ", misplaced ", misplaced, ", out of order ", out_of_order, ", duplicates ",
       duplicates, ", stored though not acked ", stored_unacked,
       ", acked but not received by the group ", not_received, ", redelivered ",
@@ -396,6 +444,21 @@ FaultReport CheckAgainstKafka(const std::string& topic, const PublishLedger& led
     ++report.acked;
     acked_ids.push_back(e.id);
     ack_times.push_back(e.done);
+    if (e.offset < 0) {
+      // Acked without an offset (see PublishResponse.offset): it must be
+      // stored in the partition the ack named.
+      ++report.acked_without_offset;
+      auto copies = stored.find(e.id);
+      if (copies == stored.end()) {
+        ++report.lost;
+        ADD_FAILURE() << e.id << " was acked (offset unknown) and is not in Kafka";
+      } else if (copies->second.front().first != e.partition) {
+        ++report.misplaced;
+        ADD_FAILURE() << e.id << " was acked in partition " << e.partition
+                      << " but is stored in " << copies->second.front().first;
+      }
+      continue;
+    }
     auto it = at.find({e.partition, e.offset});
     if (it == at.end()) {
       if (!stored.contains(e.id)) {

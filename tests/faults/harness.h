@@ -7,6 +7,7 @@
 // stored where its ack said, in order per key, and reached the group.
 
 #include <grpcpp/grpcpp.h>
+#include <sys/types.h>
 
 #include <atomic>
 #include <cstdint>
@@ -102,10 +103,23 @@ class PublishLoad {
 // A consumer group reading `topic` through the sidecar at `address` with
 // `members` Subscribe streams (the C++ client's Subscriber, auto-ack). A
 // stream that ends is opened again after 200 ms (a client reconnecting).
+struct ReaderOptions {
+  int members = 2;
+  // 0: the server's default.
+  absl::Duration ack_deadline = absl::ZeroDuration();
+  // Every `slow_every`-th delivery's handler takes `slow_for` (0: none), with
+  // no lease extension, so that its ack deadline can pass.
+  int slow_every = 0;
+  absl::Duration slow_for = absl::ZeroDuration();
+};
 class GroupReader {
  public:
   GroupReader(std::string address, std::string topic, std::string group,
-              int members);
+              int members)
+      : GroupReader(std::move(address), std::move(topic), std::move(group),
+                    ReaderOptions{.members = members}) {}
+  GroupReader(std::string address, std::string topic, std::string group,
+              ReaderOptions options);
   ~GroupReader();
   void Stop();
   // Waits until every id in `ids` was received.
@@ -113,19 +127,33 @@ class GroupReader {
       ABSL_LOCKS_EXCLUDED(mu_);
   // Event id -> deliveries.
   std::map<std::string, int> received() const ABSL_LOCKS_EXCLUDED(mu_);
-  // How each stream ended, by status code (those that ended before Stop).
+  // How each stream ended, by status code (those that ended before Stop),
+  // and the last message of each code.
   std::map<std::string, int> stream_ends() const ABSL_LOCKS_EXCLUDED(mu_);
+  std::map<std::string, std::string> end_messages() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   void MemberLoop(int index);
 
   const std::string address_, topic_, group_;
+  const ReaderOptions options_;
+  std::atomic<int64_t> handled_{0};
   mutable absl::Mutex mu_;
   std::map<std::string, int> received_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> ends_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> end_messages_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<client::Subscriber*> members_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
+};
+
+// A process's resources, from /proc.
+struct ProcessFigures {
+  int64_t rss_bytes = 0;
+  int64_t threads = 0;
+  int64_t open_fds = 0;
+  static ProcessFigures Of(pid_t pid);
+  std::string ToString() const;
 };
 
 // Polls grpc.health.v1 of the sidecar at `address` every 100 ms.
@@ -163,6 +191,7 @@ class HealthWatch {
 struct FaultReport {
   int64_t sent = 0;
   int64_t acked = 0;
+  int64_t acked_without_offset = 0;  // stored, offset unknown (allowed)
   int64_t lost = 0;              // acked, but not in Kafka where the ack said
   int64_t misplaced = 0;         // at that partition/offset is another event
   int64_t out_of_order = 0;      // acked events of a sender and key stored out of order
