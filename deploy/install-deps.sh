@@ -45,6 +45,9 @@ APT_PACKAGES=(
   openjdk-17-jdk-headless maven python3 curl ca-certificates
   # To build librdkafka from its Debian source package (its Build-Depends).
   dpkg-dev libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev libcurl4-openssl-dev
+  # For deploy/fuzz.sh: clang, its libFuzzer and sanitizer runtimes, and
+  # llvm-symbolizer for readable sanitizer reports.
+  clang libclang-rt-14-dev llvm
 )
 
 die() {

@@ -30,10 +30,47 @@ echo "test: Kafka at $brokers" >&2
 export TEST_KAFKA_BROKERS="$brokers"
 export GRPCURL="$REPO/build/tools/bin/grpcurl"
 
+# With no arguments: every test but the soak test (label soak, 10 minutes;
+# deploy/test.sh -L soak runs it), then the unit and integration suites again
+# built with AddressSanitizer and UBSan, then a short run of each fuzz target
+# (deploy/fuzz.sh). With arguments: ctest with them only.
+full=0
+if (($# == 0)); then
+  full=1
+  set -- -LE soak
+fi
 status=0
 ctest --test-dir "$REPO/build" --output-on-failure --timeout 600 -j2 "$@" || status=$?
 if [[ $status -ne 0 ]]; then
   echo "test: FAILED (ctest exit $status); last lines of the Kafka log:" >&2
   deploy/kafka/kafka.sh logtail "$KAFKA_DIR" 40 >&2 || true
+  exit $status
+fi
+((full)) || exit 0
+
+# One clang build with AddressSanitizer and UBSan (EVENTBUS_FUZZ implies
+# EVENTBUS_ASAN) serves both: the unit and integration suites run in it, and
+# deploy/fuzz.sh runs its libFuzzer targets (it finds them built).
+echo "test: the unit and integration suites with AddressSanitizer and UBSan (clang, build/fuzz)" >&2
+CC=clang CXX=clang++ cmake -S "$REPO" -B "$REPO/build/fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_COMPILER=clang++ -DEVENTBUS_FUZZ=ON -DEVENTBUS_DEPS_PREFIX="$REPO/build/deps" >/dev/null
+cmake --build "$REPO/build/fuzz" -j"$(nproc)" --target eventbus_unit_tests \
+  eventbus_integration_tests eventbus-sidecar eventbus eventbus_fuzzers
+# Every report fails the test: ASan and LeakSanitizer abort, UB aborts
+# (-fno-sanitize-recover).
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+ctest --test-dir "$REPO/build/fuzz" --output-on-failure --timeout 600 -j2 -L 'unit|integration' \
+  -E '^(cross_language_examples|readme_grpcurl_recipes|bench_smoke)$' || status=$?
+if [[ $status -ne 0 ]]; then
+  echo "test: FAILED under AddressSanitizer/UBSan (ctest exit $status)" >&2
+  exit $status
+fi
+unset ASAN_OPTIONS UBSAN_OPTIONS
+
+echo "test: a short run of each fuzz target" >&2
+deploy/fuzz.sh "${EVENTBUS_FUZZ_SECONDS:-20}" || status=$?
+if [[ $status -ne 0 ]]; then
+  echo "test: FAILED: a fuzz target found a crash (above)" >&2
 fi
 exit $status

@@ -564,12 +564,29 @@ bool IsSection(absl::string_view key) {
   return false;
 }
 
-// Appends the leaves of `node` (at dotted `key`) to `out`. May throw
-// YAML::Exception.
+// What a config file may expand to, aliases included. A YAML alias can name
+// the node it is in ("a: &x {b: *x}", endless) or be repeated to expand
+// exponentially; a real config is a few levels and a few hundred nodes.
+constexpr int kMaxFileDepth = 32;
+constexpr size_t kMaxFileNodes = 10000;
+
+// Appends the leaves of `node` (at dotted `key`, `depth` maps deep) to
+// `out`; `nodes` counts the nodes seen. May throw YAML::Exception.
 absl::Status Flatten(const YAML::Node& node, const std::string& key,
                      const YAML::Mark& mark, const std::string& path,
-                     std::vector<Setting>& out) {
+                     int depth, size_t& nodes, std::vector<Setting>& out) {
   std::string origin = FileOrigin(path, mark);
+  if (depth > kMaxFileDepth) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config file nests more than ", kMaxFileDepth, " maps deep (", origin,
+        "); does an alias name a map that contains it?"));
+  }
+  nodes += node.IsSequence() ? 1 + node.size() : 1;
+  if (nodes > kMaxFileNodes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config file expands to more than ", kMaxFileNodes,
+                     " nodes, aliases included (", origin, ")"));
+  }
   switch (node.Type()) {
     case YAML::NodeType::Map:
       for (const auto& entry : node) {
@@ -582,7 +599,8 @@ absl::Status Flatten(const YAML::Node& node, const std::string& key,
                                 ? entry.first.Scalar()
                                 : absl::StrCat(key, ".", entry.first.Scalar());
         absl::Status status =
-            Flatten(entry.second, child, entry.first.Mark(), path, out);
+            Flatten(entry.second, child, entry.first.Mark(), path, depth + 1,
+                    nodes, out);
         if (!status.ok()) return status;
       }
       return absl::OkStatus();
@@ -657,8 +675,9 @@ absl::Status ParseFile(const std::string& path, absl::string_view named_by,
                        " must hold a map of keys at the top level (",
                        FileOrigin(path, root.Mark()), ")"));
     }
-    absl::Status status =
-        Flatten(root, "", YAML::Mark::null_mark(), path, file_settings);
+    size_t nodes = 0;
+    absl::Status status = Flatten(root, "", YAML::Mark::null_mark(), path, 0,
+                                  nodes, file_settings);
     if (!status.ok()) return status;
   } catch (const YAML::ParserException& e) {
     return absl::InvalidArgumentError(

@@ -222,6 +222,11 @@ absl::StatusOr<v1::Event> DecodeStructured(absl::string_view value) {
            .ok()) {
     return NotCloudEvent("structured value is not a JSON object");
   }
+  // The JSON format forbids both; which one became the data would depend on
+  // the map's order.
+  if (doc.fields().count("data") && doc.fields().count("data_base64")) {
+    return NotCloudEvent("both data and data_base64");
+  }
   v1::Event e;
   for (const auto& [name, value] : doc.fields()) {
     if (name == "data") {

@@ -165,6 +165,51 @@ absl::StatusOr<kafka::GroupConsumerOptions> ToGroupConsumerOptions(
   return out;
 }
 
+absl::Status CheckSubscribeRequest(const v1::SubscribeRequest& request,
+                                   bool subscribed) {
+  if (request.request_case() == v1::SubscribeRequest::kSubscription) {
+    if (subscribed) {
+      return absl::InvalidArgumentError(
+          "a second subscription message: a stream subscribes once, with "
+          "its first message");
+    }
+    return absl::OkStatus();
+  }
+  if (!subscribed) {
+    return absl::InvalidArgumentError(
+        "the first message of a Subscribe stream must be a subscription");
+  }
+  switch (request.request_case()) {
+    case v1::SubscribeRequest::kAck:
+    case v1::SubscribeRequest::kDeadLetter:
+      return absl::OkStatus();
+    case v1::SubscribeRequest::kNack:
+      if (request.nack().has_retry_delay()) {
+        const absl::Duration delay = ToDuration(request.nack().retry_delay());
+        if (delay < absl::ZeroDuration() || delay > absl::Hours(24)) {
+          return absl::InvalidArgumentError(
+              "nack.retry_delay: must be between 0 and 24h");
+        }
+      }
+      return absl::OkStatus();
+    case v1::SubscribeRequest::kModifyAckDeadline: {
+      const v1::ModifyAckDeadline& m = request.modify_ack_deadline();
+      const absl::Duration d = ToDuration(m.ack_deadline());
+      if (!m.has_ack_deadline() || !AckDeadlineInRange(d)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "modify_ack_deadline.ack_deadline: ",
+            m.has_ack_deadline() ? absl::FormatDuration(d) : "unset",
+            " is outside 1s..10m"));
+      }
+      return absl::OkStatus();
+    }
+    default:
+      return absl::InvalidArgumentError(
+          "empty SubscribeRequest: set one of subscription, ack, nack, "
+          "dead_letter or modify_ack_deadline");
+  }
+}
+
 v1::Delivery ToProtoDelivery(const kafka::Delivery& delivery) {
   v1::Delivery d;
   FillDelivery(delivery, &d);
@@ -326,20 +371,12 @@ class SubscribeReactor final
       absl::MutexLock lock(&mu_);
       consumer = consumer_.get();
     }
-    if (request.request_case() == v1::SubscribeRequest::kSubscription) {
-      if (consumer != nullptr) {
-        return absl::InvalidArgumentError(
-            "a second subscription message: a stream subscribes once, with "
-            "its first message");
-      }
-      return Subscribe(request.subscription());
-    }
-    if (consumer == nullptr) {
-      return absl::InvalidArgumentError(
-          "the first message of a Subscribe stream must be a subscription");
-    }
+    absl::Status valid = CheckSubscribeRequest(request, consumer != nullptr);
+    if (!valid.ok()) return valid;
     std::vector<kafka::AckError> errors;
     switch (request.request_case()) {
+      case v1::SubscribeRequest::kSubscription:
+        return Subscribe(request.subscription());
       case v1::SubscribeRequest::kAck: {
         const auto& ids = request.ack().delivery_ids();
         errors = consumer->Ack({ids.data(), static_cast<size_t>(ids.size())});
@@ -350,10 +387,6 @@ class SubscribeReactor final
         std::optional<absl::Duration> delay;
         if (request.nack().has_retry_delay()) {
           delay = ToDuration(request.nack().retry_delay());
-          if (*delay < absl::ZeroDuration() || *delay > absl::Hours(24)) {
-            return absl::InvalidArgumentError(
-                "nack.retry_delay: must be between 0 and 24h");
-          }
         }
         errors = consumer->Nack({ids.data(), static_cast<size_t>(ids.size())},
                                 delay);
@@ -368,22 +401,13 @@ class SubscribeReactor final
       }
       case v1::SubscribeRequest::kModifyAckDeadline: {
         const v1::ModifyAckDeadline& m = request.modify_ack_deadline();
-        const absl::Duration d = ToDuration(m.ack_deadline());
-        if (!m.has_ack_deadline() || !AckDeadlineInRange(d)) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "modify_ack_deadline.ack_deadline: ",
-              m.has_ack_deadline() ? absl::FormatDuration(d) : "unset",
-              " is outside 1s..10m"));
-        }
         const auto& ids = m.delivery_ids();
         errors = consumer->Extend({ids.data(), static_cast<size_t>(ids.size())},
-                                  d);
+                                  ToDuration(m.ack_deadline()));
         break;
       }
-      default:
-        return absl::InvalidArgumentError(
-            "empty SubscribeRequest: set one of subscription, ack, nack, "
-            "dead_letter or modify_ack_deadline");
+      default:  // refused by CheckSubscribeRequest
+        break;
     }
     if (errors.empty()) return absl::OkStatus();
     absl::MutexLock lock(&mu_);

@@ -45,6 +45,16 @@ struct SubscribeOptions {
 absl::StatusOr<kafka::GroupConsumerOptions> ToGroupConsumerOptions(
     const v1::Subscription& subscription, const SubscribeOptions& options);
 
+// Checks one message of a Subscribe stream against the protocol, apart from
+// what only the consumer decides (which delivery ids are outstanding).
+// `subscribed` says whether an earlier message of the stream subscribed.
+// Returns INVALID_ARGUMENT, which ends the stream, for a second subscription,
+// a first message that is not one, an empty request, a nack.retry_delay
+// outside 0..24h and a modify_ack_deadline.ack_deadline unset or outside
+// 1s..10m. The subscription itself is checked by ToGroupConsumerOptions.
+absl::Status CheckSubscribeRequest(const v1::SubscribeRequest& request,
+                                   bool subscribed);
+
 // Converts what a GroupConsumer delivers into the API's Delivery: the
 // decoded CloudEvent, or the raw record marked `raw`.
 v1::Delivery ToProtoDelivery(const kafka::Delivery& delivery);

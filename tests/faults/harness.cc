@@ -211,7 +211,8 @@ void GroupReader::MemberLoop(int /*index*/) {
     so.group = group_;
     so.start = v1::START_POSITION_EARLIEST;
     so.max_outstanding_messages = 500;
-    so.concurrency = options_.slow_every > 0 ? 4 : 2;
+    // Slow handlers hold a worker each; enough others keep up with the load.
+    so.concurrency = options_.slow_every > 0 ? 8 : 2;
     so.ack_deadline = options_.ack_deadline;
     if (options_.slow_every > 0) so.max_lease_extension = absl::ZeroDuration();
     client::Subscriber subscriber(address_, so);

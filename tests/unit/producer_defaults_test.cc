@@ -137,8 +137,13 @@ TEST(ProducerDefaultsTest, NothingAckedIsMissingAfterALeaderError) {
 // librdkafka no longer acks events it never stored, and the default can go
 // (see docs/reliability.md).
 TEST(ProducerDefaultsTest, LibrdkafkaStillAcksLostEventsWithFiveInFlight) {
-  const std::set<std::string> missing = AckedButMissingAfterALeaderError(
-      {{"max.in.flight.requests.per.connection", "5"}});
+  // The loss depends on how requests and the injected errors interleave
+  // (it showed in 4 of 5 runs): a few tries.
+  std::set<std::string> missing;
+  for (int attempt = 0; attempt < 5 && missing.empty(); ++attempt) {
+    missing = AckedButMissingAfterALeaderError(
+        {{"max.in.flight.requests.per.connection", "5"}});
+  }
   EXPECT_FALSE(missing.empty())
       << "with 5 requests in flight every acked event is in Kafka: librdkafka "
       << rd_kafka_version_str()

@@ -1,0 +1,2 @@
+
+orders%t:application/cloudevents+jsonJ{}

@@ -1,0 +1,3 @@
+
+orderstR
+Bad-Namex

@@ -1,0 +1,2 @@
+
+orderscom.example.order.created

@@ -1,0 +1,5 @@
+
+notes3t:
+text/plainJhéllo "world"
+R
+partitionkeyk

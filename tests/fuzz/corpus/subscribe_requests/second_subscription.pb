@@ -1,0 +1,5 @@
+
+
+ordersgP
+
+ordersg
