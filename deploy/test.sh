@@ -41,6 +41,12 @@ if (($# == 0)); then
 fi
 status=0
 ctest --test-dir "$REPO/build" --output-on-failure --timeout 600 -j2 "$@" || status=$?
+# The figures each fault test printed (ctest shows a test's output only when
+# it fails).
+if grep -q '^FAULT ' "$REPO/build/Testing/Temporary/LastTest.log" 2>/dev/null; then
+  echo "test: fault suite figures:" >&2
+  grep -h '^FAULT \|^  [A-Z_]*: ' "$REPO/build/Testing/Temporary/LastTest.log" >&2 || true
+fi
 if [[ $status -ne 0 ]]; then
   echo "test: FAILED (ctest exit $status); last lines of the Kafka log:" >&2
   deploy/kafka/kafka.sh logtail "$KAFKA_DIR" 40 >&2 || true

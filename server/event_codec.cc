@@ -216,6 +216,8 @@ absl::Status SetAttribute(absl::string_view name, absl::string_view value,
 }
 
 absl::StatusOr<v1::Event> DecodeStructured(absl::string_view value) {
+  // The attributes are proto3 strings, which must be UTF-8.
+  if (!IsValidUtf8(value)) return NotCloudEvent("structured value is not UTF-8");
   google::protobuf::Struct doc;
   if (!google::protobuf::util::JsonStringToMessage(
            google::protobuf::StringPiece(value.data(), value.size()), &doc)
@@ -521,12 +523,19 @@ absl::Status DecodeEventInto(absl::Span<const kafka::HeaderView> headers,
   }
   for (const kafka::HeaderView& h : headers) {
     if (!absl::StartsWith(h.name, kHeaderPrefix)) continue;
+    // Attributes are proto3 strings, which must be UTF-8.
+    if (!IsValidUtf8(h.name) || !IsValidUtf8(h.value)) {
+      return NotCloudEvent("a ce_ header is not UTF-8");
+    }
     absl::Status s =
         SetAttribute(h.name.substr(kHeaderPrefix.size()), h.value, e);
     if (!s.ok()) return s;
   }
   if (e->spec_version().empty()) return NotCloudEvent("no ce_specversion header");
   if (content_type != nullptr) {
+    if (!IsValidUtf8(content_type->value)) {
+      return NotCloudEvent("the content-type header is not UTF-8");
+    }
     e->set_data_content_type(content_type->value.data(),
                              content_type->value.size());
   }

@@ -14,6 +14,10 @@ namespace eventbus::server {
 // nothing above U+10FFFF.
 bool IsValidUtf8(absl::string_view s);
 
+// `s` with every byte that is not part of well-formed UTF-8 replaced by
+// U+FFFD.
+std::string ToValidUtf8(absl::string_view s);
+
 // True when `text` is exactly one JSON value (RFC 8259), with optional
 // surrounding whitespace, in valid UTF-8.
 bool IsStrictJson(absl::string_view text);

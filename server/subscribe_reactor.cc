@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/event_codec.h"
+#include "server/json_text.h"
 #include "server/grpc_status.h"
 
 namespace eventbus::server {
@@ -222,7 +223,14 @@ void FillDelivery(const kafka::Delivery& delivery, v1::Delivery* d) {
   d->set_topic(r.topic.data(), r.topic.size());
   d->set_partition(r.partition);
   d->set_offset(r.offset);
-  if (r.key) d->set_key(r.key->data(), r.key->size());
+  if (r.key) {
+    // A proto3 string must be UTF-8, or the client cannot parse the message.
+    if (IsValidUtf8(*r.key)) {
+      d->set_key(r.key->data(), r.key->size());
+    } else {
+      d->set_key_bytes(r.key->data(), r.key->size());
+    }
+  }
   if (r.timestamp_ms >= 0) {
     d->mutable_record_time()->set_seconds(r.timestamp_ms / 1000);
     d->mutable_record_time()->set_nanos(
@@ -238,9 +246,13 @@ void FillDelivery(const kafka::Delivery& delivery, v1::Delivery* d) {
   d->mutable_event()->set_data(value.data(), value.size());
   for (const kafka::HeaderView& h : r.headers) {
     v1::Header* out = d->add_headers();
-    out->set_name(h.name.data(), h.name.size());
+    if (IsValidUtf8(h.name)) {
+      out->set_name(h.name.data(), h.name.size());
+    } else {
+      out->set_name(ToValidUtf8(h.name));
+    }
     out->set_value(h.value.data(), h.value.size());
-    if (absl::EqualsIgnoreCase(h.name, "content-type")) {
+    if (absl::EqualsIgnoreCase(h.name, "content-type") && IsValidUtf8(h.value)) {
       d->mutable_event()->set_data_content_type(h.value.data(), h.value.size());
     }
   }

@@ -1003,6 +1003,43 @@ TEST_F(SubscribeTest, RecordsThatAreNotCloudEventsArriveRaw) {
   EXPECT_TRUE(c.Close().ok());
 }
 
+// 7b. Kafka keys and headers are bytes; proto3 strings must be UTF-8. A key
+// that is not (a Java LongSerializer's) arrives in key_bytes, a record whose
+// ce_ headers are not arrives raw, and neither breaks the message they are
+// in: the deliveries after them arrive too.
+TEST_F(SubscribeTest, KeysAndHeadersThatAreNotUtf8DoNotBreakTheStream) {
+  const std::string topic = UniqueTopic("sub-utf8");
+  CreateTopic(topic, 1);
+  const std::vector<kafka::Header> event = {
+      {"ce_specversion", "1.0"}, {"ce_id", "e1"}, {"ce_source", "//s"}, {"ce_type", "t"}};
+  const std::string long_key("\x00\x00\x01\x8f\xff\x10\x00\x2a", 8);
+  ProduceRaw(topic, long_key, "first", event);
+  std::vector<kafka::Header> bad = event;
+  bad.push_back({"ce_subject", "\xff\xfe"});
+  ProduceRaw(topic, "k", "second", bad);
+  ProduceRaw(topic, "k", "third", event);
+  StartSidecar();
+
+  SubscribeClient c(stub_.get(), MakeSubscription(topic, group_));
+  std::vector<v1::Delivery> got = c.Take(3, absl::Seconds(30));
+  ASSERT_EQ(got.size(), 3u) << "the stream broke on a record that is not UTF-8";
+  EXPECT_FALSE(got[0].raw());
+  EXPECT_EQ(got[0].key(), "");
+  EXPECT_EQ(got[0].key_bytes(), long_key);
+  EXPECT_EQ(got[0].event().data(), "first");
+  EXPECT_TRUE(got[1].raw());
+  EXPECT_EQ(got[1].key(), "k");
+  EXPECT_EQ(got[1].event().data(), "second");
+  ASSERT_EQ(got[1].headers_size(), 5);
+  EXPECT_EQ(got[1].headers(4).value(), "\xff\xfe");
+  EXPECT_FALSE(got[2].raw());
+  EXPECT_EQ(got[2].event().data(), "third");
+  ASSERT_TRUE(c.Ack(Ids(got)));
+  EXPECT_EQ(WaitCommitted(group_, topic, {{0, 3}}), (std::map<int32_t, int64_t>{{0, 3}}));
+  EXPECT_TRUE(c.ack_errors().empty()) << Describe(c.ack_errors());
+  EXPECT_TRUE(c.Close().ok());
+}
+
 // 8.
 TEST_F(SubscribeTest, BadAcksGetAckErrorsAndTheStreamGoesOn) {
   const std::string topic = UniqueTopic("sub-ackerrors");

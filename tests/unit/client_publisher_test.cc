@@ -244,9 +244,11 @@ TEST(ClientPublisherBatchingTest, ManyEventsGoInOneMessageUpToBatchSize) {
     }
     EXPECT_EQ(total, kEvents);
     EXPECT_EQ(largest, 50);
-    // At least 20 messages of 50; a few smaller ones while the first write
-    // is in flight.
-    EXPECT_LT(sizes.size(), 100u) << "events were not batched";
+    // At least 20 messages of 50, and smaller ones while a write is in
+    // flight: how many depends on how fast events come compared with writes
+    // (about 25 in a plain build, 174 seen under ASan with coverage). One
+    // message per event would be 1,000.
+    EXPECT_LT(sizes.size(), static_cast<size_t>(kEvents / 4)) << "events were not batched";
   }
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
 }

@@ -37,6 +37,13 @@ TEST(JsonTextTest, Utf8RejectsOverlongSurrogatesAndOutOfRange) {
   }
 }
 
+TEST(JsonTextTest, ToValidUtf8ReplacesEachBadByte) {
+  EXPECT_EQ(ToValidUtf8("plain \xc3\xa9"), "plain \xc3\xa9");
+  EXPECT_EQ(ToValidUtf8("a\xff" "b"), "a\xef\xbf\xbd" "b");
+  EXPECT_EQ(ToValidUtf8("\xe2\x82"), "\xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_TRUE(IsValidUtf8(ToValidUtf8("\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80")));
+}
+
 TEST(JsonTextTest, AppendJsonStringEscapes) {
   std::string out;
   AppendJsonString("a\"b\\c\nd\x01", &out);

@@ -115,11 +115,24 @@ TEST(SubscribeOptionsTest, BadSubscriptionsNameTheField) {
 }
 
 std::shared_ptr<const kafka::InboundRecord> MakeRecord(
-    std::vector<kafka::Header> headers, std::string value) {
+    std::vector<kafka::Header> headers, std::string value, std::string key = "k") {
   std::vector<kafka::HeaderView> views;
   for (const kafka::Header& h : headers) views.push_back({h.name, h.value});
   return std::make_shared<kafka::InboundRecord>(kafka::InboundRecord::Make(
-      "orders", 3, 42, "k", value, views, 1714566896789));
+      "orders", 3, 42, key, value, views, 1714566896789));
+}
+
+// What a client does with a SubscribeResponse: serialize, parse. A proto3
+// string that is not UTF-8 makes the parse fail, and with it every delivery
+// of the message.
+v1::Delivery OverTheWire(const v1::Delivery& d) {
+  v1::SubscribeResponse response;
+  *response.add_deliveries() = d;
+  std::string wire;
+  EXPECT_TRUE(response.SerializeToString(&wire));
+  v1::SubscribeResponse parsed;
+  EXPECT_TRUE(parsed.ParseFromString(wire)) << "the client cannot parse the response";
+  return parsed.deliveries_size() == 1 ? parsed.deliveries(0) : v1::Delivery();
 }
 
 TEST(ToProtoDeliveryTest, CloudEventRecord) {
@@ -160,6 +173,44 @@ TEST(ToProtoDeliveryTest, RecordThatIsNotACloudEventArrivesRaw) {
   ASSERT_EQ(got.headers_size(), 2);
   EXPECT_EQ(got.headers(0).name(), "trace");
   EXPECT_EQ(got.headers(0).value(), "x");
+}
+
+TEST(ToProtoDeliveryTest, KeyThatIsNotUtf8ArrivesAsBytes) {
+  const std::string key("\x00\x00\x01\x8f\xff", 5);  // e.g. a Java long
+  kafka::Delivery d{1, 1,
+                    MakeRecord({{"ce_specversion", "1.0"},
+                                {"ce_id", "e1"},
+                                {"ce_source", "//s"},
+                                {"ce_type", "t"}},
+                               "hello", key)};
+  v1::Delivery got = OverTheWire(ToProtoDelivery(d));
+  EXPECT_EQ(got.key(), "");
+  EXPECT_EQ(got.key_bytes(), key);
+  EXPECT_FALSE(got.raw());
+  EXPECT_EQ(got.event().id(), "e1");
+}
+
+TEST(ToProtoDeliveryTest, CeHeadersOrContentTypeThatAreNotUtf8ArriveRaw) {
+  const std::vector<kafka::Header> base = {{"ce_specversion", "1.0"},
+                                           {"ce_id", "e1"},
+                                           {"ce_source", "//s"},
+                                           {"ce_type", "t"}};
+  for (const kafka::Header& bad :
+       {kafka::Header{"ce_subject", "\xff"}, kafka::Header{"ce_\xfe", "x"},
+        kafka::Header{"content-type", "text/\xc3"}}) {
+    std::vector<kafka::Header> headers = base;
+    headers.push_back(bad);
+    headers.push_back({"\xffname", "v"});
+    kafka::Delivery d{1, 1, MakeRecord(headers, "hello")};
+    v1::Delivery got = OverTheWire(ToProtoDelivery(d));
+    EXPECT_TRUE(got.raw()) << bad.name;
+    EXPECT_EQ(got.event().data(), "hello");
+    EXPECT_EQ(got.event().data_content_type(), "");
+    ASSERT_EQ(got.headers_size(), 6);
+    EXPECT_EQ(got.headers(4).value(), bad.value);
+    EXPECT_EQ(got.headers(5).name(), "\xef\xbf\xbdname");  // U+FFFD
+    EXPECT_EQ(got.headers(5).value(), "v");
+  }
 }
 
 }  // namespace
