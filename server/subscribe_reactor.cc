@@ -228,7 +228,7 @@ void FillDelivery(const kafka::Delivery& delivery, v1::Delivery* d) {
     if (IsValidUtf8(*r.key)) {
       d->set_key(r.key->data(), r.key->size());
     } else {
-      d->set_key_bytes(r.key->data(), r.key->size());
+      d->set_raw_key(r.key->data(), r.key->size());
     }
   }
   if (r.timestamp_ms >= 0) {

@@ -89,8 +89,8 @@ std::string DeliveryToJson(const v1::Delivery& d) {
   AppendField("topic", d.topic(), &first, &out);
   AppendRawField("partition", absl::StrCat(d.partition()), &first, &out);
   AppendRawField("offset", absl::StrCat(d.offset()), &first, &out);
-  // A key that is not UTF-8 comes in key_bytes and prints as key_base64.
-  AppendBytes("key", d.key_bytes().empty() ? d.key() : d.key_bytes(), &first, &out);
+  // A key that is not UTF-8 comes in raw_key and prints as key_base64.
+  AppendBytes("key", d.raw_key().empty() ? d.key() : d.raw_key(), &first, &out);
   AppendRawField("attempt", absl::StrCat(d.attempt()), &first, &out);
   if (d.raw()) {
     AppendRawField("raw", "true", &first, &out);

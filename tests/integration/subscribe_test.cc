@@ -1004,7 +1004,7 @@ TEST_F(SubscribeTest, RecordsThatAreNotCloudEventsArriveRaw) {
 }
 
 // 7b. Kafka keys and headers are bytes; proto3 strings must be UTF-8. A key
-// that is not (a Java LongSerializer's) arrives in key_bytes, a record whose
+// that is not (a Java LongSerializer's) arrives in raw_key, a record whose
 // ce_ headers are not arrives raw, and neither breaks the message they are
 // in: the deliveries after them arrive too.
 TEST_F(SubscribeTest, KeysAndHeadersThatAreNotUtf8DoNotBreakTheStream) {
@@ -1025,7 +1025,7 @@ TEST_F(SubscribeTest, KeysAndHeadersThatAreNotUtf8DoNotBreakTheStream) {
   ASSERT_EQ(got.size(), 3u) << "the stream broke on a record that is not UTF-8";
   EXPECT_FALSE(got[0].raw());
   EXPECT_EQ(got[0].key(), "");
-  EXPECT_EQ(got[0].key_bytes(), long_key);
+  EXPECT_EQ(got[0].raw_key(), long_key);
   EXPECT_EQ(got[0].event().data(), "first");
   EXPECT_TRUE(got[1].raw());
   EXPECT_EQ(got[1].key(), "k");

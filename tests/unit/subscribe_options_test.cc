@@ -185,7 +185,7 @@ TEST(ToProtoDeliveryTest, KeyThatIsNotUtf8ArrivesAsBytes) {
                                "hello", key)};
   v1::Delivery got = OverTheWire(ToProtoDelivery(d));
   EXPECT_EQ(got.key(), "");
-  EXPECT_EQ(got.key_bytes(), key);
+  EXPECT_EQ(got.raw_key(), key);
   EXPECT_FALSE(got.raw());
   EXPECT_EQ(got.event().id(), "e1");
 }
