@@ -121,8 +121,16 @@ void Decode(const RecordText& in) {
     FUZZ_CHECK(d->event().data() == plain.value);
     FUZZ_CHECK(d->headers_size() == static_cast<int>(in.headers.size()));
   }
-  FUZZ_CHECK(d->key() == plain.key.value_or(""));
-  d->ByteSizeLong();
+  // A key that is not UTF-8 comes in raw_key (a proto3 string must be UTF-8).
+  FUZZ_CHECK((d->raw_key().empty() ? d->key() : d->raw_key()) == plain.key.value_or(""));
+  // What the client does with it: parse it. A string field that is not
+  // UTF-8 would make this fail, and with it every delivery of the message.
+  v1::SubscribeResponse response;
+  *response.add_deliveries() = *d;
+  std::string wire;
+  FUZZ_CHECK(response.SerializeToString(&wire));
+  v1::SubscribeResponse parsed;
+  FUZZ_CHECK(parsed.ParseFromString(wire));
 }
 
 }  // namespace
