@@ -1,13 +1,11 @@
 #include "server/event_codec.h"
 
-#include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
-
 #include <array>
 #include <cstdio>
 #include <ctime>
 #include <map>
 #include <random>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -55,14 +53,6 @@ void SetTime(absl::Time t, google::protobuf::Timestamp* ts) {
   ts->set_seconds(seconds);
   ts->set_nanos(static_cast<int32_t>(
       absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(seconds))));
-}
-
-bool IsJsonContentType(absl::string_view content_type) {
-  absl::string_view media = content_type.substr(0, content_type.find(';'));
-  media = absl::StripAsciiWhitespace(media);
-  return media.empty() || absl::EqualsIgnoreCase(media, "application/json") ||
-         absl::EqualsIgnoreCase(media, "text/json") ||
-         absl::EndsWithIgnoreCase(media, "+json");
 }
 
 bool IsTextContentType(absl::string_view content_type) {
@@ -168,8 +158,11 @@ std::string StructuredValue(const v1::Event& e) {
   for (const auto& [name, value] : sorted) AppendJsonMember(name, value, &out);
   if (!e.data().empty()) {
     if (IsJsonContentType(e.data_content_type()) && IsStrictJson(e.data())) {
+      // Without the JSON whitespace around it, so that a consumer reads
+      // back exactly the data it inlines.
       out.append(",\"data\":");
-      out.append(e.data());
+      const absl::string_view data = absl::StripAsciiWhitespace(e.data());
+      out.append(data.data(), data.size());
     } else if (IsTextContentType(e.data_content_type()) &&
                IsValidUtf8(e.data())) {
       AppendJsonMember("data", e.data(), &out);
@@ -216,53 +209,70 @@ absl::Status SetAttribute(absl::string_view name, absl::string_view value,
 }
 
 absl::StatusOr<v1::Event> DecodeStructured(absl::string_view value) {
-  // The attributes are proto3 strings, which must be UTF-8.
-  if (!IsValidUtf8(value)) return NotCloudEvent("structured value is not UTF-8");
-  google::protobuf::Struct doc;
-  if (!google::protobuf::util::JsonStringToMessage(
-           google::protobuf::StringPiece(value.data(), value.size()), &doc)
-           .ok()) {
-    return NotCloudEvent("structured value is not a JSON object");
+  // Split by hand, not through google.protobuf.Struct: data keeps its text
+  // (Struct holds numbers as doubles, losing integers above 2^53, and its
+  // parser stops at 100 levels of nesting, which publish accepts).
+  // The attributes are proto3 strings, which must be UTF-8: SplitJsonObject
+  // checks the whole value.
+  std::vector<JsonMember> members;
+  if (!SplitJsonObject(value, &members)) {
+    return NotCloudEvent("structured value is not a JSON object in UTF-8");
   }
-  // The JSON format forbids both; which one became the data would depend on
-  // the map's order.
-  if (doc.fields().count("data") && doc.fields().count("data_base64")) {
+  const JsonMember* data = nullptr;
+  const JsonMember* data_base64 = nullptr;
+  std::string data_content_type;
+  for (const JsonMember& m : members) {
+    if (m.name == "data") {
+      data = &m;
+    } else if (m.name == "data_base64") {
+      data_base64 = &m;
+    } else if (m.name == "datacontenttype" && absl::StartsWith(m.value, "\"")) {
+      if (!UnescapeJsonString(m.value, &data_content_type)) {
+        return NotCloudEvent("bad datacontenttype");
+      }
+    }
+  }
+  // The JSON format forbids both; taking either would drop the other.
+  if (data != nullptr && data_base64 != nullptr) {
     return NotCloudEvent("both data and data_base64");
   }
   v1::Event e;
-  for (const auto& [name, value] : doc.fields()) {
-    if (name == "data") {
-      if (value.kind_case() == google::protobuf::Value::kStringValue &&
-          !IsJsonContentType(
-              doc.fields().count("datacontenttype")
-                  ? doc.fields().at("datacontenttype").string_value()
-                  : "")) {
-        e.set_data(value.string_value());
-      } else {
-        std::string json;
-        if (!google::protobuf::util::MessageToJsonString(value, &json).ok()) {
-          return NotCloudEvent("cannot re-encode data");
+  std::string text;
+  for (const JsonMember& m : members) {
+    if (&m == data) {
+      // A string is the data itself unless the data is JSON, where the
+      // string literal is the JSON value.
+      if (absl::StartsWith(m.value, "\"") &&
+          !IsJsonContentType(data_content_type)) {
+        if (!UnescapeJsonString(m.value, &text)) {
+          return NotCloudEvent("data is a string that is not UTF-8");
         }
-        e.set_data(std::move(json));
+        e.set_data(std::move(text));
+      } else {
+        e.set_data(m.value.data(), m.value.size());
       }
       continue;
     }
-    if (name == "data_base64") {
-      std::string data;
-      if (!absl::Base64Unescape(value.string_value(), &data)) {
-        return NotCloudEvent("data_base64 is not base64");
+    if (&m == data_base64) {
+      std::string bytes;
+      if (!absl::StartsWith(m.value, "\"") ||
+          !UnescapeJsonString(m.value, &text) ||
+          !absl::Base64Unescape(text, &bytes)) {
+        return NotCloudEvent("data_base64 is not a base64 string");
       }
-      e.set_data(std::move(data));
+      e.set_data(std::move(bytes));
       continue;
     }
-    std::string text;
-    if (value.kind_case() == google::protobuf::Value::kStringValue) {
-      text = value.string_value();
-    } else if (!google::protobuf::util::MessageToJsonString(value, &text)
-                    .ok()) {
-      return NotCloudEvent(absl::StrCat("cannot read attribute ", name));
+    // Attributes are strings; anything else keeps its JSON text.
+    if (absl::StartsWith(m.value, "\"")) {
+      if (!UnescapeJsonString(m.value, &text)) {
+        return NotCloudEvent(
+            absl::StrCat("attribute ", m.name, " is not UTF-8"));
+      }
+    } else {
+      text.assign(m.value.data(), m.value.size());
     }
-    absl::Status s = SetAttribute(name, text, &e);
+    absl::Status s = SetAttribute(m.name, text, &e);
     if (!s.ok()) return s;
   }
   if (e.spec_version().empty()) return NotCloudEvent("no specversion");
@@ -271,11 +281,20 @@ absl::StatusOr<v1::Event> DecodeStructured(absl::string_view value) {
 
 }  // namespace
 
+bool IsJsonContentType(absl::string_view content_type) {
+  absl::string_view media = content_type.substr(0, content_type.find(';'));
+  media = absl::StripAsciiWhitespace(media);
+  return media.empty() || absl::EqualsIgnoreCase(media, "application/json") ||
+         absl::EqualsIgnoreCase(media, "text/json") ||
+         absl::EndsWithIgnoreCase(media, "+json");
+}
+
 std::string FormatRfc3339(absl::Time t) {
   // absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ") by hand for the common case
   // (years 1970..9999): it runs once per published event.
   if (t < absl::UnixEpoch() || t >= absl::FromUnixSeconds(253402300800)) {
-    return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
+    // %E4Y: RFC 3339 wants four digits, 0001 too.
+    return absl::FormatTime("%E4Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
   }
   const int64_t whole = absl::ToUnixSeconds(t);
   const time_t seconds = static_cast<time_t>(whole);

@@ -26,6 +26,11 @@ enum class ContentMode { kBinary, kStructured };
 inline constexpr absl::string_view kStructuredContentType =
     "application/cloudevents+json";
 
+// True when data of this datacontenttype is JSON (empty, application/json,
+// text/json, */*+json): structured mode inlines such data when it is
+// strict JSON, rather than as a string or data_base64.
+bool IsJsonContentType(absl::string_view content_type);
+
 // OK when `topic` is a valid Kafka topic name (1-249 characters of
 // [a-zA-Z0-9._-], not "." or ".."); INVALID_ARGUMENT naming the problem
 // otherwise.

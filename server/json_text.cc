@@ -1,6 +1,8 @@
 #include "server/json_text.h"
 
+#include <cstdint>
 #include <cstdio>
+#include <utility>
 
 namespace eventbus::server {
 namespace {
@@ -16,6 +18,40 @@ class JsonRecognizer {
     if (!Value(0)) return false;
     SkipSpace();
     return i_ == s_.size();
+  }
+
+  // Document() for an object, recording each member's name literal and
+  // value text.
+  bool ObjectDocument(
+      std::vector<std::pair<absl::string_view, absl::string_view>>* members) {
+    SkipSpace();
+    if (!Peek('{')) return false;
+    SkipSpace();
+    if (!Peek('}')) {
+      while (true) {
+        SkipSpace();
+        const size_t name = i_;
+        if (i_ >= s_.size() || s_[i_] != '"' || !String()) return false;
+        const size_t name_end = i_;
+        SkipSpace();
+        if (!Peek(':')) return false;
+        SkipSpace();
+        const size_t value = i_;
+        if (!Value(1)) return false;
+        members->emplace_back(s_.substr(name, name_end - name),
+                              s_.substr(value, i_ - value));
+        SkipSpace();
+        if (Peek('}')) break;
+        if (!Peek(',')) return false;
+      }
+    }
+    SkipSpace();
+    return i_ == s_.size();
+  }
+
+  // Document() for a string.
+  bool StringDocument() {
+    return i_ < s_.size() && s_[i_] == '"' && String() && i_ == s_.size();
   }
 
  private:
@@ -208,6 +244,98 @@ std::string ToValidUtf8(absl::string_view s) {
 
 bool IsStrictJson(absl::string_view text) {
   return IsValidUtf8(text) && JsonRecognizer(text).Document();
+}
+
+namespace {
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return c - 'A' + 10;
+}
+
+// The four hex digits at s[i] (checked by the recognizer).
+uint32_t Hex4(absl::string_view s, size_t i) {
+  uint32_t v = 0;
+  for (size_t k = 0; k < 4; ++k) v = v * 16 + static_cast<uint32_t>(HexValue(s[i + k]));
+  return v;
+}
+
+void AppendUtf8(uint32_t cp, std::string* out) {
+  if (cp < 0x80) {
+    out->push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+// Unescapes a literal the recognizer accepted.
+bool UnescapeRecognized(absl::string_view literal, std::string* out) {
+  out->clear();
+  out->reserve(literal.size() - 2);
+  const absl::string_view s = literal.substr(1, literal.size() - 2);
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\\') {
+      out->push_back(s[i]);
+      continue;
+    }
+    const char e = s[++i];
+    switch (e) {
+      case 'b': out->push_back('\b'); break;
+      case 'f': out->push_back('\f'); break;
+      case 'n': out->push_back('\n'); break;
+      case 'r': out->push_back('\r'); break;
+      case 't': out->push_back('\t'); break;
+      case 'u': {
+        uint32_t cp = Hex4(s, i + 1);
+        i += 4;
+        if (cp >= 0xDC00 && cp <= 0xDFFF) return false;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+          if (i + 6 >= s.size() || s[i + 1] != '\\' || s[i + 2] != 'u') {
+            return false;
+          }
+          const uint32_t low = Hex4(s, i + 3);
+          if (low < 0xDC00 || low > 0xDFFF) return false;
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+          i += 6;
+        }
+        AppendUtf8(cp, out);
+        break;
+      }
+      default: out->push_back(e);  // " \ /
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+bool SplitJsonObject(absl::string_view text, std::vector<JsonMember>* members) {
+  members->clear();
+  if (!IsValidUtf8(text)) return false;
+  std::vector<std::pair<absl::string_view, absl::string_view>> spans;
+  if (!JsonRecognizer(text).ObjectDocument(&spans)) return false;
+  members->resize(spans.size());
+  for (size_t i = 0; i < spans.size(); ++i) {
+    if (!UnescapeRecognized(spans[i].first, &(*members)[i].name)) return false;
+    (*members)[i].value = spans[i].second;
+  }
+  return true;
+}
+
+bool UnescapeJsonString(absl::string_view literal, std::string* out) {
+  return IsValidUtf8(literal) && JsonRecognizer(literal).StringDocument() &&
+         UnescapeRecognized(literal, out);
 }
 
 void AppendJsonString(absl::string_view s, std::string* out) {

@@ -5,6 +5,7 @@
 // quotes, bare names), so it cannot decide whether data may be inlined.
 
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 
@@ -21,6 +22,23 @@ std::string ToValidUtf8(absl::string_view s);
 // True when `text` is exactly one JSON value (RFC 8259), with optional
 // surrounding whitespace, in valid UTF-8.
 bool IsStrictJson(absl::string_view text);
+
+// One member of a JSON object: its name, unescaped, and its value's JSON
+// text exactly as in the input.
+struct JsonMember {
+  std::string name;
+  absl::string_view value;
+};
+
+// Splits `text`, one strict JSON object (as IsStrictJson), into its members
+// in order. False when `text` is anything else, or when a member name holds
+// an escaped lone surrogate (it has no UTF-8). Values are not unescaped: a
+// number keeps every digit, nesting is bounded only as IsStrictJson's.
+bool SplitJsonObject(absl::string_view text, std::vector<JsonMember>* members);
+
+// Decodes `literal`, one strict JSON string literal with its quotes, into
+// UTF-8. False when it is not one, or holds an escaped lone surrogate.
+bool UnescapeJsonString(absl::string_view literal, std::string* out);
 
 // Appends `s` (valid UTF-8) as a JSON string literal.
 void AppendJsonString(absl::string_view s, std::string* out);

@@ -81,6 +81,16 @@ event {
 }
 PB
 
+publish first_year_large_integers <<'PB'
+topic: "ledger"
+event {
+  type: "t"
+  time { seconds: -62135596800 nanos: 5 }
+  data_content_type: "application/json"
+  data: " {\"id\": 12345678901234567891, \"n\": [[[[[[[[9007199254740993]]]]]]]]} "
+}
+PB
+
 publish text_data <<'PB'
 topic: "notes"
 event {

@@ -9,12 +9,16 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <google/protobuf/util/message_differencer.h>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/time/time.h"
 #include "eventbus/v1/eventbus.pb.h"
 #include "kafka/record.h"
 #include "server/event_codec.h"
+#include "server/json_text.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace eventbus {
@@ -24,8 +28,10 @@ namespace {
 constexpr int64_t kMaxEventBytes = 1000000;
 
 // Encodes `request` (a prepared request, left as EncodeRecord leaves it) and
-// checks what EncodeRecord promises.
+// checks what EncodeRecord promises: among it, that a consumer decodes the
+// record back into the event that was published.
 void Encode(v1::PublishRequest& request, server::ContentMode mode) {
+  const v1::Event published = request.event();
   const std::string topic = request.topic();
   absl::StatusOr<kafka::Record> record =
       server::EncodeRecord(request, mode, kMaxEventBytes);
@@ -42,6 +48,25 @@ void Encode(v1::PublishRequest& request, server::ContentMode mode) {
   }
   FUZZ_CHECK(record->topic == topic);
   FUZZ_CHECK(static_cast<int64_t>(record->PayloadBytes()) <= kMaxEventBytes);
+
+  absl::StatusOr<v1::Event> decoded = server::DecodeRecord(*record);
+  FUZZ_LOG("  decode: %s\n", decoded.status().ToString().c_str());
+  FUZZ_CHECK(decoded.ok());
+  v1::Event expected = published;
+  expected.DiscardUnknownFields();  // a record carries none
+  if (mode == server::ContentMode::kStructured &&
+      server::IsStrictJson(expected.data()) &&
+      server::IsJsonContentType(expected.data_content_type())) {
+    // Inlined JSON loses the whitespace around it, nothing else.
+    expected.set_data(std::string(absl::StripAsciiWhitespace(expected.data())));
+  }
+  const bool same =
+      google::protobuf::util::MessageDifferencer::Equals(*decoded, expected);
+  if (!same) {
+    FUZZ_LOG("  published:\n%s  decoded:\n%s", expected.DebugString().c_str(),
+             decoded->DebugString().c_str());
+  }
+  FUZZ_CHECK(same);
 }
 
 }  // namespace

@@ -669,6 +669,75 @@ TEST(DecodeRecordTest, StructuredRoundTripWithoutData) {
   ExpectRoundTrip(Prepared(MinimalRequest()), ContentMode::kStructured);
 }
 
+TEST(DecodeRecordTest, StructuredRoundTripOfTheFirstYear) {
+  v1::PublishRequest r = Prepared(FullRequest());
+  r.mutable_event()->mutable_time()->set_seconds(-62135596800);
+  r.mutable_event()->mutable_time()->set_nanos(1);
+  ExpectRoundTrip(r, ContentMode::kStructured);
+  ExpectRoundTrip(r, ContentMode::kBinary);
+}
+
+TEST(DecodeRecordTest, StructuredJsonDataKeepsEveryDigitOfLargeIntegers) {
+  // Above 2^53 a double (google.protobuf.Struct's number) rounds.
+  v1::PublishRequest r = Prepared(FullRequest());
+  r.mutable_event()->set_data(
+      R"({"id":12345678901234567891,"n":[9007199254740993,-0.1e-400]})");
+  ExpectRoundTrip(r, ContentMode::kStructured);
+}
+
+TEST(DecodeRecordTest, StructuredJsonDataNestedDeeperThanProtobufsLimit) {
+  // Publish accepts JSON nested up to 512 levels; protobuf's JSON parser
+  // stops at 100.
+  v1::PublishRequest r = Prepared(FullRequest());
+  r.mutable_event()->set_data(std::string(400, '[') + std::string(400, ']'));
+  ExpectRoundTrip(r, ContentMode::kStructured);
+}
+
+TEST(DecodeRecordTest, StructuredJsonStringDataAndEscapedAttributes) {
+  v1::PublishRequest r = Prepared(FullRequest());
+  r.mutable_event()->set_data(R"("a JSON string \u00e9 \ud83d\ude00")");
+  r.mutable_event()->set_subject("quote \" slash \\ \xf0\x9f\x98\x80 end");
+  ExpectRoundTrip(r, ContentMode::kStructured);
+}
+
+TEST(DecodeRecordTest, StructuredValueFromAnotherProducer) {
+  // Whitespace, escapes, members in any order and non-string extensions,
+  // as another CloudEvents SDK may write them.
+  kafka::Record record;
+  record.value =
+      " {\n \"data\" : { \"a\" : 1 } ,\"specversion\":\"1.0\", "
+      "\"id\":\"e\\u0031\",\"type\":\"t\",\"source\":\"//s\","
+      "\"datacontenttype\":\"application/json\",\"count\":42,"
+      "\"flag\":true}\n";
+  record.headers = {H("content-type", "application/cloudevents+json")};
+  absl::StatusOr<v1::Event> decoded = DecodeRecord(record);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->id(), "e1");
+  EXPECT_EQ(decoded->data(), R"({ "a" : 1 })");
+  EXPECT_EQ(decoded->extensions().at("count"), "42");
+  EXPECT_EQ(decoded->extensions().at("flag"), "true");
+}
+
+TEST(DecodeRecordTest, StructuredValuesThatAreNotCloudEvents) {
+  for (const std::string value : {
+           std::string(R"([1,2])"),  // not an object
+           std::string(R"({"specversion":"1.0","data":1,"data_base64":"AA=="})"),
+           std::string(R"({"specversion":"1.0","data_base64":"not base64!"})"),
+           std::string(R"({"specversion":"1.0","data_base64":12})"),
+           std::string(R"({"specversion":"1.0","subject":"\ud800"})"),
+           std::string(R"({"specversion":"1.0",})"),
+           std::string(R"({'specversion':'1.0'})"),
+       }) {
+    kafka::Record record;
+    record.value = value;
+    record.headers = {H("content-type", "application/cloudevents+json")};
+    absl::Status s = DecodeRecord(record).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << value;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("not a CloudEvent"))
+        << value;
+  }
+}
+
 TEST(DecodeRecordTest, RecordWithoutSpecVersionIsNotACloudEvent) {
   kafka::Record record;
   record.topic = "orders";
@@ -764,9 +833,18 @@ TEST(FormatRfc3339Test, AgreesWithAbslFormatTimeAcrossTheRange) {
   }
   for (absl::Time t : times) {
     EXPECT_EQ(FormatRfc3339(t),
-              absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone()))
+              absl::FormatTime("%E4Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone()))
         << absl::ToUnixNanos(t);
   }
+}
+
+TEST(FormatRfc3339Test, YearsBefore1000HaveFourDigits) {
+  // RFC 3339 wants four; "1-01-01T00:00:00Z" fails its own parser.
+  EXPECT_EQ(FormatRfc3339(absl::FromUnixSeconds(-62135596800)),
+            "0001-01-01T00:00:00Z");
+  EXPECT_EQ(FormatRfc3339(absl::FromCivil(
+                absl::CivilSecond(999, 12, 31, 23, 59, 59), absl::UTCTimeZone())),
+            "0999-12-31T23:59:59Z");
 }
 
 TEST(ParseRfc3339Test, AgreesWithAbslParseTime) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace eventbus::server {
 namespace {
@@ -49,6 +50,48 @@ TEST(JsonTextTest, AppendJsonStringEscapes) {
   AppendJsonString("a\"b\\c\nd\x01", &out);
   EXPECT_EQ(out, "\"a\\\"b\\\\c\\nd\\u0001\"");
   EXPECT_TRUE(IsStrictJson(out));
+}
+
+TEST(JsonTextTest, SplitJsonObjectKeepsValueText) {
+  std::vector<JsonMember> members;
+  ASSERT_TRUE(SplitJsonObject(
+      " { \"a\" : 12345678901234567891 , \"b\\u00e9\":{\"x\": [1, 2]},"
+      "\"c\":\"s\\n\"}\t",
+      &members));
+  ASSERT_EQ(members.size(), 3u);
+  EXPECT_EQ(members[0].name, "a");
+  EXPECT_EQ(members[0].value, "12345678901234567891");
+  EXPECT_EQ(members[1].name, "b\xc3\xa9");
+  EXPECT_EQ(members[1].value, "{\"x\": [1, 2]}");
+  EXPECT_EQ(members[2].name, "c");
+  EXPECT_EQ(members[2].value, "\"s\\n\"");
+  EXPECT_TRUE(SplitJsonObject("{}", &members));
+  EXPECT_TRUE(members.empty());
+}
+
+TEST(JsonTextTest, SplitJsonObjectRejectsWhatIsNotAnObject) {
+  std::vector<JsonMember> members;
+  for (const char* text :
+       {"", "[]", "\"s\"", "{", "{\"a\"}", "{\"a\":1,}", "{\"a\":1} x",
+        "{a:1}", "{\"\\ud800\":1}", "{\"a\":\"\xff\"}"}) {
+    EXPECT_FALSE(SplitJsonObject(text, &members)) << text;
+  }
+}
+
+TEST(JsonTextTest, UnescapeJsonString) {
+  std::string out;
+  ASSERT_TRUE(UnescapeJsonString(
+      R"("q\" b\\ s\/ \b\f\n\r\t \u0041\u00e9\u20ac \ud83d\ude00 \u0000")",
+      &out));
+  using namespace std::string_literals;  // for the \0 at the end
+  const std::string want =
+      "q\" b\\ s/ \b\f\n\r\t A\xc3\xa9\xe2\x82\xac \xf0\x9f\x98\x80 \0"s;
+  EXPECT_EQ(out, want);
+  EXPECT_TRUE(IsValidUtf8(out));
+  for (const char* bad : {R"("\ud800")", R"("\udc00")", R"("\ud83d\u0041")",
+                          R"("\ud83d)", "no quotes", R"("a" "b")"}) {
+    EXPECT_FALSE(UnescapeJsonString(bad, &out)) << bad;
+  }
 }
 
 }  // namespace

@@ -128,6 +128,27 @@ TEST(RdKafkaProducerTest, DeliversWithPartitionAndOffset) {
   EXPECT_TRUE(producer->Shutdown(absl::Seconds(5)).ok());
 }
 
+TEST(RdKafkaProducerTest, AnAckWithoutAnOffsetSaysMinusOne) {
+  // librdkafka reports RD_KAFKA_OFFSET_INVALID (-1001) when it knows a
+  // record was stored but not where: with acks=0 always, with acks=all when
+  // a later request's ack covers one that timed out. The API says -1.
+  MockCluster cluster;
+  auto producer = NewProducer(cluster.bootstraps(),
+                              {{"enable.idempotence", "false"}, {"acks", "0"}});
+  WaitConnected(*producer);
+  Results results;
+  ASSERT_TRUE(producer->Produce(MakeRecord("k", "v"),
+                                absl::Now() + absl::Seconds(10),
+                                results.Callback())
+                  .ok());
+  std::vector<DeliveryResult> got = results.Wait(1, absl::Seconds(10));
+  ASSERT_EQ(got.size(), 1u);
+  ASSERT_TRUE(got[0].status.ok()) << got[0].status;
+  EXPECT_GE(got[0].partition, 0);
+  EXPECT_EQ(got[0].offset, -1);
+  EXPECT_TRUE(producer->Shutdown(absl::Seconds(5)).ok());
+}
+
 TEST(RdKafkaProducerTest, FatalErrorRecreatesTheProducer) {
   MockCluster cluster;
   auto producer = NewProducer(cluster.bootstraps());
