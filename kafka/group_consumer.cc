@@ -20,10 +20,7 @@ constexpr int kPollTimeoutMs = 100;
 constexpr int kMaxRecordsPerRound = 500;
 // Records taken at once before the client's room is looked at again.
 constexpr int kRecordsPerTake = 64;
-constexpr absl::Duration kDeadlineScanInterval = absl::Milliseconds(100);
 constexpr int kCommitTimeoutMs = 10000;
-// Ids of deliveries that went away, remembered to explain late acks.
-constexpr size_t kMaxGoneIds = 100000;
 
 std::string PartitionName(absl::string_view topic, int32_t partition) {
   return absl::StrCat(topic, "[", partition, "]");
@@ -61,44 +58,6 @@ InboundRecord ToInboundRecord(const rd_kafka_message_t* msg) {
 
 }  // namespace
 
-InboundRecord InboundRecord::Make(absl::string_view topic, int32_t partition,
-                                  int64_t offset,
-                                  std::optional<absl::string_view> key,
-                                  std::optional<absl::string_view> value,
-                                  absl::Span<const HeaderView> headers,
-                                  int64_t timestamp_ms) {
-  size_t total = topic.size() + (key ? key->size() : 0) +
-                 (value ? value->size() : 0);
-  for (const HeaderView& h : headers) total += h.name.size() + h.value.size();
-  InboundRecord r;
-  r.storage_ = std::make_unique_for_overwrite<char[]>(total);
-  char* at = r.storage_.get();
-  auto copy = [&at](absl::string_view from) {
-    if (!from.empty()) std::memcpy(at, from.data(), from.size());
-    absl::string_view to(at, from.size());
-    at += from.size();
-    return to;
-  };
-  r.topic = copy(topic);
-  r.partition = partition;
-  r.offset = offset;
-  if (key) r.key = copy(*key);
-  if (value) r.value = copy(*value);
-  r.headers.reserve(headers.size());
-  for (const HeaderView& h : headers) {
-    const absl::string_view name = copy(h.name);
-    r.headers.push_back({name, copy(h.value)});
-  }
-  r.timestamp_ms = timestamp_ms;
-  return r;
-}
-
-size_t InboundRecord::Bytes() const {
-  size_t n = (key ? key->size() : 0) + (value ? value->size() : 0);
-  for (const HeaderView& h : headers) n += h.name.size() + h.value.size();
-  return n;
-}
-
 absl::StatusOr<std::unique_ptr<GroupConsumer>> GroupConsumer::Start(
     GroupConsumerOptions options, Producer* dead_letters, DeliverySink* sink) {
   std::unique_ptr<GroupConsumer> consumer(
@@ -114,7 +73,10 @@ absl::StatusOr<std::unique_ptr<GroupConsumer>> GroupConsumer::Start(
 
 GroupConsumer::GroupConsumer(GroupConsumerOptions options,
                              Producer* dead_letters, DeliverySink* sink)
-    : options_(std::move(options)), dead_letters_(dead_letters), sink_(sink) {}
+    : options_(std::move(options)),
+      dead_letters_(dead_letters),
+      sink_(sink),
+      ledger_(options_) {}
 
 GroupConsumer::~GroupConsumer() { Close(); }
 
@@ -196,13 +158,9 @@ void GroupConsumer::Close() {
   }
 }
 
-GroupConsumer::Stats GroupConsumer::stats() const {
-  Stats s;
+DeliveryLedger::Stats GroupConsumer::stats() const {
   absl::MutexLock lock(&mu_);
-  s.in_progress_messages = in_progress_messages_;
-  s.in_progress_bytes = in_progress_bytes_;
-  s.waiting = static_cast<int64_t>(waiting_.size());
-  return s;
+  return ledger_.stats();
 }
 
 void GroupConsumer::Wake() {
@@ -216,19 +174,7 @@ void GroupConsumer::Wake() {
 
 int GroupConsumer::Room() const {
   absl::MutexLock lock(&mu_);
-  if (OverLimit() || !waiting_.empty()) return 0;
-  int64_t room = std::min<int64_t>(
-      kMaxRecordsPerRound,
-      options_.max_outstanding_messages - in_progress_messages_);
-  if (in_progress_messages_ > 0 && in_progress_bytes_ > 0) {
-    // Records to come are guessed to be the size of those in progress, so
-    // that a batch of large records does not pile up far past the byte
-    // limit in waiting_.
-    const int64_t average = in_progress_bytes_ / in_progress_messages_ + 1;
-    room = std::min(room, std::max<int64_t>(
-        1, (options_.max_outstanding_bytes - in_progress_bytes_) / average));
-  }
-  return static_cast<int>(room);
+  return ledger_.Room(kMaxRecordsPerRound);
 }
 
 // Each round serves the consumer queue (rebalances, errors), then takes as
@@ -270,13 +216,17 @@ void GroupConsumer::Run() {
         }
       }
     }
-    Tick(absl::Now());
-    FlushDeliveries();
+    Tick();
   }
   // Leave the group: store what was acked, close (the revoke callback
   // commits it synchronously), then wait for dead-letter writes that still
   // reference this object.
-  StoreOffsets();
+  std::vector<std::pair<TopicPartition, int64_t>> offsets;
+  {
+    absl::MutexLock lock(&mu_);
+    offsets = ledger_.TakeOffsetsToStore();
+  }
+  if (!offsets.empty()) StoreOffsets(offsets);
   {
     absl::MutexLock lock(&wake_mu_);
     closing_ = true;
@@ -344,109 +294,8 @@ void GroupConsumer::OnMessage(const rd_kafka_message_t* msg) {
     }
   }
   auto record = std::make_shared<const InboundRecord>(ToInboundRecord(msg));
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = partitions_.find(TopicPartitionRef{record->topic, record->partition});
-    if (it == partitions_.end() || !it->second.tracker.Track(record->offset)) {
-      return;  // revoked meanwhile, or already seen
-    }
-    if (OverLimit() || !waiting_.empty()) {
-      waiting_.push_back(std::move(record));
-      return;
-    }
-    ++in_progress_messages_;
-    in_progress_bytes_ += static_cast<int64_t>(record->Bytes());
-    Admit(std::move(record));
-  }
-}
-
-void GroupConsumer::AdmitWaiting() {
-  while (!waiting_.empty() && !OverLimit()) {
-    std::shared_ptr<const InboundRecord> record = std::move(waiting_.front());
-    waiting_.pop_front();
-    ++in_progress_messages_;
-    in_progress_bytes_ += static_cast<int64_t>(record->Bytes());
-    Admit(std::move(record));
-  }
-}
-
-std::string GroupConsumer::OrderKey(const InboundRecord& record) const {
-  switch (options_.ordering) {
-    case Ordering::kPerKey:
-      return record.key.has_value() ? absl::StrCat("k", *record.key) : "n";
-    case Ordering::kPerPartition:
-      return "p";
-    case Ordering::kUnordered:
-      break;
-  }
-  return "";
-}
-
-void GroupConsumer::Admit(std::shared_ptr<const InboundRecord> record) {
-  if (options_.ordering != Ordering::kUnordered) {
-    PartitionState& state =
-        partitions_[{std::string(record->topic), record->partition}];
-    const std::string key = OrderKey(*record);
-    if (state.busy[key] > 0) {
-      state.held[key].push_back(std::move(record));
-      return;
-    }
-    state.busy[key] = 1;
-  }
-  Send(std::move(record), 1, absl::Now());
-}
-
-void GroupConsumer::Send(std::shared_ptr<const InboundRecord> record,
-                         int attempt, absl::Time now) {
-  const uint64_t id = next_id_++;
-  outstanding_[id] = Outstanding{record, attempt, now + options_.ack_deadline};
-  to_send_.push_back(Delivery{id, attempt, std::move(record)});
-}
-
-void GroupConsumer::Release(const InboundRecord& record) {
-  --in_progress_messages_;
-  in_progress_bytes_ -= static_cast<int64_t>(record.Bytes());
-}
-
-void GroupConsumer::Finish(const InboundRecord& record) {
-  Release(record);
-  auto it = partitions_.find(TopicPartitionRef{record.topic, record.partition});
-  if (it == partitions_.end()) return;
-  PartitionState& state = it->second;
-  state.tracker.Ack(record.offset);
-  if (options_.ordering == Ordering::kUnordered) return;
-  const std::string key = OrderKey(record);
-  auto held = state.held.find(key);
-  if (held == state.held.end() || held->second.empty()) {
-    state.busy.erase(key);
-    if (held != state.held.end()) state.held.erase(held);
-    return;
-  }
-  std::shared_ptr<const InboundRecord> next = std::move(held->second.front());
-  held->second.pop_front();
-  if (held->second.empty()) state.held.erase(held);
-  Send(std::move(next), 1, absl::Now());
-}
-
-absl::Duration GroupConsumer::Backoff(int attempt) const {
-  absl::Duration d = options_.retry_backoff;
-  for (int i = 1; i < attempt && d < options_.retry_backoff_max; ++i) d *= 2;
-  return std::min(d, options_.retry_backoff_max);
-}
-
-void GroupConsumer::Retry(std::shared_ptr<const InboundRecord> record,
-                          int attempt, std::optional<absl::Duration> delay,
-                          const std::string& why, absl::Time now) {
-  if (attempt >= options_.max_delivery_attempts) {
-    SendToDeadLetters(std::move(record), attempt,
-                      absl::StrCat("max delivery attempts (",
-                                   options_.max_delivery_attempts,
-                                   ") reached; last: ", why));
-    return;
-  }
-  retries_.push_back(
-      Redelivery{now + delay.value_or(Backoff(attempt)),
-                           std::move(record), attempt + 1});
+  absl::MutexLock lock(&mu_);
+  ledger_.Offer(std::move(record), Now());
 }
 
 std::string GroupConsumer::DeadLetterTopic(absl::string_view topic) const {
@@ -455,132 +304,65 @@ std::string GroupConsumer::DeadLetterTopic(absl::string_view topic) const {
              : options_.dead_letter_topic;
 }
 
-void GroupConsumer::SendToDeadLetters(
-    std::shared_ptr<const InboundRecord> record, int attempts,
-    std::string reason) {
-  Record out;
-  out.topic = DeadLetterTopic(record->topic);
-  if (record->key) out.key.emplace(*record->key);
-  if (record->value) out.value = std::string(*record->value);
-  out.headers.reserve(record->headers.size() + 6);
-  for (const HeaderView& h : record->headers) {
-    out.headers.push_back({std::string(h.name), std::string(h.value)});
+void GroupConsumer::WriteDeadLetters(
+    std::vector<DeliveryLedger::DeadLetterWrite> writes) {
+  for (DeliveryLedger::DeadLetterWrite& write : writes) {
+    const InboundRecord& record = *write.record;
+    Record out;
+    out.topic = DeadLetterTopic(record.topic);
+    if (record.key) out.key.emplace(*record.key);
+    if (record.value) out.value = std::string(*record.value);
+    out.headers.reserve(record.headers.size() + 6);
+    for (const HeaderView& h : record.headers) {
+      out.headers.push_back({std::string(h.name), std::string(h.value)});
+    }
+    out.headers.push_back({"eventbus.dlq.topic", std::string(record.topic)});
+    out.headers.push_back({"eventbus.dlq.partition", absl::StrCat(record.partition)});
+    out.headers.push_back({"eventbus.dlq.offset", absl::StrCat(record.offset)});
+    out.headers.push_back({"eventbus.dlq.attempts", absl::StrCat(write.attempts)});
+    out.headers.push_back({"eventbus.dlq.reason", write.reason});
+    out.headers.push_back({"eventbus.dlq.group", options_.group});
+    {
+      absl::MutexLock lock(&mu_);
+      ++dead_letters_in_flight_;
+    }
+    auto shared = std::make_shared<DeliveryLedger::DeadLetterWrite>(std::move(write));
+    absl::Status status = dead_letters_->Produce(
+        std::move(out), Now() + options_.dead_letter_timeout,
+        [this, shared](DeliveryResult result) {
+          OnDeadLettered(*shared, std::move(result.status));
+        });
+    if (!status.ok()) OnDeadLettered(*shared, std::move(status));
   }
-  out.headers.push_back({"eventbus.dlq.topic", std::string(record->topic)});
-  out.headers.push_back({"eventbus.dlq.partition", absl::StrCat(record->partition)});
-  out.headers.push_back({"eventbus.dlq.offset", absl::StrCat(record->offset)});
-  out.headers.push_back({"eventbus.dlq.attempts", absl::StrCat(attempts)});
-  out.headers.push_back({"eventbus.dlq.reason", reason});
-  out.headers.push_back({"eventbus.dlq.group", options_.group});
-  auto state = partitions_.find(TopicPartitionRef{record->topic, record->partition});
-  const uint64_t generation =
-      state == partitions_.end() ? 0 : state->second.generation;
-  ++dead_letters_in_flight_;
-  absl::Status status = dead_letters_->Produce(
-      std::move(out), absl::Now() + options_.dead_letter_timeout,
-      [this, record, attempts, reason, generation](DeliveryResult result) mutable {
-        OnDeadLettered(std::move(record), attempts, std::move(reason),
-                       generation, std::move(result.status));
-      });
-  if (!status.ok()) {
-    --dead_letters_in_flight_;
-    spdlog::warn("group {}: dead-letter write for {} offset {} refused ({}); "
+}
+
+void GroupConsumer::OnDeadLettered(const DeliveryLedger::DeadLetterWrite& write,
+                                   absl::Status status) {
+  const InboundRecord& record = *write.record;
+  if (status.ok()) {
+    spdlog::info("group {}: {} offset {} sent to {} after {} attempts: {}",
+                 options_.group, PartitionName(record.topic, record.partition),
+                 record.offset, DeadLetterTopic(record.topic), write.attempts,
+                 write.reason);
+  } else {
+    spdlog::warn("group {}: dead-letter write for {} offset {} failed ({}); "
                  "retrying",
-                 options_.group, PartitionName(record->topic, record->partition),
-                 record->offset, status.ToString());
-    ++dead_letter_failures_;
-    retries_.push_back(Redelivery{absl::Now() + Backoff(dead_letter_failures_),
-                                  std::move(record), -attempts});
+                 options_.group, PartitionName(record.topic, record.partition),
+                 record.offset, status.ToString());
   }
-}
-
-void GroupConsumer::OnDeadLettered(std::shared_ptr<const InboundRecord> record,
-                                   int attempts, std::string reason,
-                                   uint64_t generation, absl::Status status) {
-  {
-    absl::MutexLock lock(&mu_);
-    // Wake while the count still holds Close back: once it drops, this
-    // object may be destroyed.
-    Wake();
-    --dead_letters_in_flight_;
-    auto state = partitions_.find(TopicPartitionRef{record->topic, record->partition});
-    // Revoked (and maybe assigned again) meanwhile: the new owner has the
-    // event; only the flow-control counters still hold it.
-    const bool assigned = state != partitions_.end() &&
-                          state->second.generation == generation;
-    if (!assigned) Release(*record);
-    if (!status.ok()) {
-      spdlog::warn("group {}: dead-letter write for {} offset {} failed ({}); "
-                   "retrying",
-                   options_.group,
-                   PartitionName(record->topic, record->partition),
-                   record->offset, status.ToString());
-      if (assigned) {
-        // A negative attempt marks a dead-letter write to retry.
-        ++dead_letter_failures_;
-        retries_.push_back(Redelivery{absl::Now() + Backoff(dead_letter_failures_),
-                                      std::move(record), -attempts});
-      }
-    } else {
-      dead_letter_failures_ = 0;
-      spdlog::info("group {}: {} offset {} sent to {} after {} attempts: {}",
-                   options_.group,
-                   PartitionName(record->topic, record->partition),
-                   record->offset, DeadLetterTopic(record->topic), attempts,
-                   reason);
-      if (assigned) Finish(*record);
-    }
-  }
-}
-
-absl::Status GroupConsumer::LookUp(uint64_t id) const {
-  if (auto it = gone_.find(id); it != gone_.end()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("delivery ", id, " is no longer outstanding: ", it->second));
-  }
-  if (id == 0 || id >= next_id_) {
-    return absl::NotFoundError(
-        absl::StrCat("delivery ", id, " was never sent on this stream"));
-  }
-  return absl::FailedPreconditionError(
-      absl::StrCat("delivery ", id,
-                   " is no longer outstanding: it was already acked, nacked "
-                   "or dead-lettered"));
-}
-
-template <typename Fn>
-std::vector<AckError> GroupConsumer::ForEachOutstanding(
-    absl::Span<const uint64_t> ids, Fn fn) {
-  std::vector<AckError> errors;
-  for (uint64_t id : ids) {
-    auto it = outstanding_.find(id);
-    if (it == outstanding_.end()) {
-      errors.push_back({id, LookUp(id)});
-      continue;
-    }
-    fn(it);
-  }
-  return errors;
-}
-
-template <typename Fn>
-std::vector<AckError> GroupConsumer::Take(absl::Span<const uint64_t> ids,
-                                          Fn fn) {
-  return ForEachOutstanding(ids, [&](auto it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    Outstanding o = std::move(it->second);
-    outstanding_.erase(it);
-    fn(std::move(o));
-  });
+  absl::MutexLock lock(&mu_);
+  // Wake while the count still holds Close back: once it drops, this
+  // object may be destroyed.
+  Wake();
+  ledger_.DeadLettered(write.ticket, status, Now());
+  --dead_letters_in_flight_;
 }
 
 std::vector<AckError> GroupConsumer::Ack(absl::Span<const uint64_t> ids) {
   std::vector<AckError> errors;
   {
     absl::MutexLock lock(&mu_);
-    errors = Take(ids, [this](Outstanding o) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      Finish(*o.record);
-    });
-    AdmitWaiting();
+    errors = ledger_.Ack(ids, Now());
   }
   Wake();
   return errors;
@@ -591,10 +373,7 @@ std::vector<AckError> GroupConsumer::Nack(absl::Span<const uint64_t> ids,
   std::vector<AckError> errors;
   {
     absl::MutexLock lock(&mu_);
-    const absl::Time now = absl::Now();
-    errors = Take(ids, [&](Outstanding o) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      Retry(std::move(o.record), o.attempt, delay, "nacked", now);
-    });
+    errors = ledger_.Nack(ids, delay, Now());
   }
   Wake();
   return errors;
@@ -605,11 +384,7 @@ std::vector<AckError> GroupConsumer::DeadLetter(absl::Span<const uint64_t> ids,
   std::vector<AckError> errors;
   {
     absl::MutexLock lock(&mu_);
-    errors = Take(ids, [&](Outstanding o) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      SendToDeadLetters(std::move(o.record), o.attempt,
-                        reason.empty() ? "dead-lettered by the subscriber"
-                                       : reason);
-    });
+    errors = ledger_.DeadLetter(ids, reason, Now());
   }
   Wake();
   return errors;
@@ -618,107 +393,43 @@ std::vector<AckError> GroupConsumer::DeadLetter(absl::Span<const uint64_t> ids,
 std::vector<AckError> GroupConsumer::Extend(absl::Span<const uint64_t> ids,
                                             absl::Duration deadline) {
   absl::MutexLock lock(&mu_);
-  const absl::Time until = absl::Now() + deadline;
-  return ForEachOutstanding(ids, [until](auto it) { it->second.deadline = until; });
+  return ledger_.Extend(ids, deadline, Now());
 }
 
-void GroupConsumer::Tick(absl::Time now) {
+void GroupConsumer::Tick() {
   if (stop_.load()) return;
   const uint64_t first_unsent = sink_->FirstUnsentId();
+  std::vector<Delivery> deliveries;
+  std::vector<DeliveryLedger::DeadLetterWrite> dead_letters;
+  std::vector<std::pair<TopicPartition, int64_t>> offsets;
   {
     absl::MutexLock lock(&mu_);
-    std::vector<uint64_t> expired;
-    if (now >= next_deadline_scan_) {
-      next_deadline_scan_ = now + kDeadlineScanInterval;
-      for (auto& [id, o] : outstanding_) {
-        if (o.deadline > now) continue;
-        if (id >= first_unsent) {
-          // Still queued for a slow reader: the client has not seen it, so
-          // its deadline has not really started.
-          o.deadline = now + options_.ack_deadline;
-          continue;
-        }
-        expired.push_back(id);
-      }
-    }
-    std::sort(expired.begin(), expired.end());
-    for (uint64_t id : expired) {
-      auto it = outstanding_.find(id);
-      Outstanding o = std::move(it->second);
-      outstanding_.erase(it);
-      gone_.emplace(id, "its ack deadline passed and it was redelivered under "
-                        "a new id");
-      gone_order_.push_back(id);
-      Retry(std::move(o.record), o.attempt, std::nullopt,
-            "ack deadline passed", now);
-    }
-    std::vector<Redelivery> due;
-    auto split = std::stable_partition(
-        retries_.begin(), retries_.end(),
-        [now](const Redelivery& r) { return r.due > now; });
-    due.assign(std::make_move_iterator(split),
-               std::make_move_iterator(retries_.end()));
-    retries_.erase(split, retries_.end());
-    std::stable_sort(due.begin(), due.end(),
-                     [](const auto& a, const auto& b) { return a.due < b.due; });
-    for (Redelivery& r : due) {
-      if (r.attempt < 0) {
-        SendToDeadLetters(std::move(r.record), -r.attempt,
-                          "dead-letter write retried");
-      } else {
-        Send(std::move(r.record), r.attempt, now);
-      }
-    }
-    AdmitWaiting();
-    while (gone_order_.size() > kMaxGoneIds) {
-      gone_.erase(gone_order_.front());
-      gone_order_.pop_front();
-    }
+    ledger_.Tick(Now(), first_unsent);
+    deliveries = ledger_.TakeDeliveries();
+    dead_letters = ledger_.TakeDeadLetterWrites();
+    offsets = ledger_.TakeOffsetsToStore();
   }
-  StoreOffsets();
+  if (!deliveries.empty()) sink_->Deliver(std::move(deliveries));
+  if (!dead_letters.empty()) WriteDeadLetters(std::move(dead_letters));
+  if (!offsets.empty()) StoreOffsets(offsets);
 }
 
-void GroupConsumer::FlushDeliveries() {
-  std::vector<Delivery> out;
-  {
-    absl::MutexLock lock(&mu_);
-    if (to_send_.empty()) return;
-    out.swap(to_send_);
-    // A round's worth, so that the next round does not grow it step by step.
-    to_send_.reserve(out.size());
+void GroupConsumer::StoreOffsets(
+    const std::vector<std::pair<TopicPartition, int64_t>>& offsets) {
+  RdKafkaTopicPartitionListPtr list(
+      rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size())));
+  for (const auto& [tp, offset] : offsets) {
+    rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition)
+        ->offset = offset;
   }
-  sink_->Deliver(std::move(out));
-}
-
-void GroupConsumer::StoreOffsets() {
-  RdKafkaTopicPartitionListPtr list(rd_kafka_topic_partition_list_new(0));
-  {
-    absl::MutexLock lock(&mu_);
-    for (auto& [tp, state] : partitions_) {
-      std::optional<int64_t> commit = state.tracker.CommitOffset();
-      if (commit && commit != state.stored) {
-        rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(),
-                                          tp.partition)
-            ->offset = *commit;
-        state.stored = commit;
-      }
-    }
-  }
-  if (list->cnt == 0) return;
   rd_kafka_offsets_store(rk_.get(), list.get());
   absl::MutexLock lock(&mu_);
   for (int i = 0; i < list->cnt; ++i) {
     const rd_kafka_topic_partition_t& p = list->elems[i];
-    auto it = partitions_.find(TopicPartitionRef{p.topic, p.partition});
-    if (p.err != RD_KAFKA_RESP_ERR_NO_ERROR && it != partitions_.end()) {
-      it->second.stored.reset();  // try again on the next tick
+    if (p.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      ledger_.StoreFailed({p.topic, p.partition});  // again on the next tick
     }
   }
-}
-
-bool GroupConsumer::OverLimit() const {
-  return in_progress_messages_ >= options_.max_outstanding_messages ||
-         in_progress_bytes_ >= options_.max_outstanding_bytes;
 }
 
 void GroupConsumer::RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
@@ -821,9 +532,7 @@ void GroupConsumer::OnAssign(rd_kafka_topic_partition_list_t* partitions) {
     absl::MutexLock lock(&mu_);
     for (int i = 0; i < partitions->cnt; ++i) {
       const rd_kafka_topic_partition_t& p = partitions->elems[i];
-      PartitionState& state = partitions_[{p.topic, p.partition}];
-      state = PartitionState();
-      state.generation = next_generation_++;
+      ledger_.Assign({p.topic, p.partition});
       names.push_back(PartitionName(p.topic, p.partition));
     }
   }
@@ -832,58 +541,21 @@ void GroupConsumer::OnAssign(rd_kafka_topic_partition_list_t* partitions) {
 
 void GroupConsumer::OnRevoke(rd_kafka_topic_partition_list_t* partitions,
                              bool lost) {
-  RdKafkaTopicPartitionListPtr commit(rd_kafka_topic_partition_list_new(0));
-  std::vector<TopicPartition> revoked;
+  std::vector<TopicPartition> partitions_of;
+  for (int i = 0; i < partitions->cnt; ++i) {
+    partitions_of.push_back({partitions->elems[i].topic, partitions->elems[i].partition});
+  }
+  DeliveryLedger::Revocation revocation;
   {
     absl::MutexLock lock(&mu_);
-    std::set<TopicPartition, TopicPartitionLess> set;
-    for (int i = 0; i < partitions->cnt; ++i) {
-      TopicPartition tp{partitions->elems[i].topic, partitions->elems[i].partition};
-      auto it = partitions_.find(tp);
-      if (it == partitions_.end()) continue;
-      if (std::optional<int64_t> offset = it->second.tracker.CommitOffset();
-          offset && !lost) {
-        rd_kafka_topic_partition_list_add(commit.get(), tp.topic.c_str(),
-                                          tp.partition)
-            ->offset = *offset;
-      }
-      for (const auto& [key, queue] : it->second.held) {
-        for (const auto& r : queue) {
-          --in_progress_messages_;
-          in_progress_bytes_ -= static_cast<int64_t>(r->Bytes());
-        }
-      }
-      partitions_.erase(it);
-      set.insert(tp);
-      revoked.push_back(std::move(tp));
-    }
-    auto in_set = [&set](const InboundRecord& r) {
-      return set.count(TopicPartitionRef{r.topic, r.partition}) > 0;
-    };
-    const std::string why = lost ? "its partition was lost (the group moved on)"
-                                 : "its partition was revoked in a rebalance; "
-                                   "the event goes to the partition's new owner";
-    for (auto it = outstanding_.begin(); it != outstanding_.end();) {
-      if (in_set(*it->second.record)) {
-        --in_progress_messages_;
-        in_progress_bytes_ -= static_cast<int64_t>(it->second.record->Bytes());
-        gone_.emplace(it->first, why);
-        gone_order_.push_back(it->first);
-        outstanding_.erase(it++);
-      } else {
-        ++it;
-      }
-    }
-    std::erase_if(retries_, [&](const Redelivery& r) {
-      if (!in_set(*r.record)) return false;
-      --in_progress_messages_;
-      in_progress_bytes_ -= static_cast<int64_t>(r.record->Bytes());
-      return true;
-    });
-    std::erase_if(to_send_, [&](const Delivery& d) { return in_set(*d.record); });
-    std::erase_if(waiting_, [&](const std::shared_ptr<const InboundRecord>& r) {
-      return in_set(*r);
-    });
+    revocation = ledger_.Revoke(partitions_of, lost);
+  }
+  const std::vector<TopicPartition>& revoked = revocation.partitions;
+  RdKafkaTopicPartitionListPtr commit(rd_kafka_topic_partition_list_new(
+      static_cast<int>(revocation.commit.size())));
+  for (const auto& [tp, offset] : revocation.commit) {
+    rd_kafka_topic_partition_list_add(commit.get(), tp.topic.c_str(), tp.partition)
+        ->offset = offset;
   }
   // Dead-letter writes in flight for these partitions finish on their own;
   // their completion no longer counts (the partition is not assigned).

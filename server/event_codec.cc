@@ -11,9 +11,17 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "server/json_text.h"
+#include "common/json_text.h"
 
 namespace eventbus::server {
+
+using ::eventbus::common::AppendJsonString;
+using ::eventbus::common::IsStrictJson;
+using ::eventbus::common::IsValidUtf8;
+using ::eventbus::common::JsonMember;
+using ::eventbus::common::SplitJsonObject;
+using ::eventbus::common::UnescapeJsonString;
+
 namespace {
 
 constexpr absl::string_view kHeaderPrefix = "ce_";

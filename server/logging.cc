@@ -1,15 +1,16 @@
 #include "server/logging.h"
 
 #include <chrono>
-#include <cstdint>
 #include <ctime>
 #include <iterator>
 #include <memory>
+#include <string>
 #include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/json_text.h"
 #include "spdlog/formatter.h"
 #include "spdlog/logger.h"
 #include "spdlog/pattern_formatter.h"
@@ -17,6 +18,9 @@
 #include "spdlog/spdlog.h"
 
 namespace eventbus::server {
+
+using ::eventbus::common::AppendJsonEscaped;
+
 namespace {
 
 constexpr char kTextPattern[] = "[%Y-%m-%dT%H:%M:%S.%e%z] [%l] %v";
@@ -53,67 +57,11 @@ void Append(absl::string_view text, spdlog::memory_buf_t& dest) {
   dest.append(text.data(), text.data() + text.size());
 }
 
-// The length of the well-formed UTF-8 sequence at the start of `p` (`n`
-// bytes available), or 0 if it is not one (overlong forms and surrogates
-// included).
-size_t Utf8SequenceLength(const unsigned char* p, size_t n) {
-  size_t length;
-  uint32_t code_point;
-  uint32_t smallest;
-  if ((p[0] & 0xE0) == 0xC0) {
-    length = 2;
-    code_point = p[0] & 0x1F;
-    smallest = 0x80;
-  } else if ((p[0] & 0xF0) == 0xE0) {
-    length = 3;
-    code_point = p[0] & 0x0F;
-    smallest = 0x800;
-  } else if ((p[0] & 0xF8) == 0xF0) {
-    length = 4;
-    code_point = p[0] & 0x07;
-    smallest = 0x10000;
-  } else {
-    return 0;
-  }
-  if (n < length) return 0;
-  for (size_t i = 1; i < length; ++i) {
-    if ((p[i] & 0xC0) != 0x80) return 0;
-    code_point = (code_point << 6) | (p[i] & 0x3F);
-  }
-  if (code_point < smallest || code_point > 0x10FFFF ||
-      (code_point >= 0xD800 && code_point <= 0xDFFF)) {
-    return 0;
-  }
-  return length;
-}
-
-// Appends `text` as the inside of a JSON string: quote and backslash
-// escaped, control characters as \u00XX, bytes that are not UTF-8 as U+FFFD.
-void AppendJsonEscaped(spdlog::string_view_t text, spdlog::memory_buf_t& dest) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
-  const size_t n = text.size();
-  for (size_t i = 0; i < n;) {
-    unsigned char c = p[i];
-    if (c == '"' || c == '\\') {
-      dest.push_back('\\');
-      dest.push_back(static_cast<char>(c));
-      ++i;
-    } else if (c < 0x20 || c == 0x7F) {
-      const char escaped[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
-      dest.append(escaped, escaped + sizeof(escaped));
-      ++i;
-    } else if (c < 0x80) {
-      dest.push_back(static_cast<char>(c));
-      ++i;
-    } else if (size_t length = Utf8SequenceLength(p + i, n - i); length > 0) {
-      dest.append(text.data() + i, text.data() + i + length);
-      i += length;
-    } else {
-      Append("\\ufffd", dest);
-      ++i;
-    }
-  }
+// Appends `text` as the inside of a JSON string (common::AppendJsonEscaped).
+void AppendEscaped(spdlog::string_view_t text, spdlog::memory_buf_t& dest) {
+  std::string escaped;
+  AppendJsonEscaped(absl::string_view(text.data(), text.size()), &escaped);
+  Append(escaped, dest);
 }
 
 // Formats each message as one line holding a JSON object:
@@ -138,9 +86,9 @@ class JsonFormatter final : public spdlog::formatter {
                    utc.tm_hour, utc.tm_min, utc.tm_sec, millis);
     Append(NameOf(msg.level), dest);
     Append("\",\"logger\":\"", dest);
-    AppendJsonEscaped(msg.logger_name, dest);
+    AppendEscaped(msg.logger_name, dest);
     Append("\",\"msg\":\"", dest);
-    AppendJsonEscaped(msg.payload, dest);
+    AppendEscaped(msg.payload, dest);
     Append("\"}\n", dest);
   }
 

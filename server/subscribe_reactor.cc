@@ -9,11 +9,16 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/json_text.h"
+#include "kafka/group_consumer.h"
 #include "server/event_codec.h"
-#include "server/json_text.h"
 #include "server/grpc_status.h"
 
 namespace eventbus::server {
+
+using ::eventbus::common::IsValidUtf8;
+using ::eventbus::common::ToValidUtf8;
+
 namespace {
 
 // A SubscribeResponse carries at most this many deliveries, and stops
@@ -336,7 +341,7 @@ class SubscribeReactor final
   }
 
   void OnDone() override {
-    std::unique_ptr<kafka::GroupConsumer> consumer;
+    std::unique_ptr<kafka::Consumer> consumer;
     {
       absl::MutexLock lock(&mu_);
       consumer = std::move(consumer_);
@@ -378,7 +383,7 @@ class SubscribeReactor final
   // Applies one client message. Returns a non-OK status to end the stream.
   absl::Status Handle(const v1::SubscribeRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_) {
-    kafka::GroupConsumer* consumer;
+    kafka::Consumer* consumer;
     {
       absl::MutexLock lock(&mu_);
       consumer = consumer_.get();
@@ -445,9 +450,8 @@ class SubscribeReactor final
       absl::MutexLock lock(&mu_);
       if (finishing_ || finish_called_) return absl::OkStatus();
     }
-    absl::StatusOr<std::unique_ptr<kafka::GroupConsumer>> consumer =
-        kafka::GroupConsumer::Start(*std::move(options), owner_->dead_letters_,
-                                    this);
+    absl::StatusOr<std::unique_ptr<kafka::Consumer>> consumer =
+        owner_->start_consumer_(*std::move(options), this);
     if (!consumer.ok()) return consumer.status();
     absl::MutexLock lock(&mu_);
     consumer_ = *std::move(consumer);
@@ -503,7 +507,7 @@ class SubscribeReactor final
   v1::SubscribeRequest request_;
 
   absl::Mutex mu_;
-  std::unique_ptr<kafka::GroupConsumer> consumer_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<kafka::Consumer> consumer_ ABSL_GUARDED_BY(mu_);
   // Deliveries not yet written, in order.
   std::deque<kafka::Delivery> pending_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::AckError> ack_errors_ ABSL_GUARDED_BY(mu_);
@@ -520,7 +524,21 @@ class SubscribeReactor final
 
 Subscriptions::Subscriptions(kafka::Producer* dead_letters,
                              SubscribeOptions options)
-    : dead_letters_(dead_letters), options_(std::move(options)) {
+    : Subscriptions(
+          [dead_letters](kafka::GroupConsumerOptions consumer,
+                         kafka::DeliverySink* sink)
+              -> absl::StatusOr<std::unique_ptr<kafka::Consumer>> {
+            absl::StatusOr<std::unique_ptr<kafka::GroupConsumer>> started =
+                kafka::GroupConsumer::Start(std::move(consumer), dead_letters,
+                                            sink);
+            if (!started.ok()) return started.status();
+            return std::unique_ptr<kafka::Consumer>(*std::move(started));
+          },
+          std::move(options)) {}
+
+Subscriptions::Subscriptions(ConsumerFactory start_consumer,
+                             SubscribeOptions options)
+    : start_consumer_(std::move(start_consumer)), options_(std::move(options)) {
   closer_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "eb-sub-closer");
     CloserLoop();
@@ -568,7 +586,7 @@ void Subscriptions::Drain() {
 }
 
 void Subscriptions::Done(SubscribeReactor* stream,
-                         std::unique_ptr<kafka::GroupConsumer> consumer) {
+                         std::unique_ptr<kafka::Consumer> consumer) {
   absl::MutexLock lock(&mu_);
   streams_.erase(stream);
   // One step, so WaitClosed never sees the stream gone and its consumer

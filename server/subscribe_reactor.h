@@ -15,7 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "eventbus/v1/eventbus.grpc.pb.h"
-#include "kafka/group_consumer.h"
+#include "kafka/consumer.h"
 #include "kafka/producer.h"
 
 namespace eventbus::server {
@@ -63,13 +63,22 @@ void FillDelivery(const kafka::Delivery& delivery, v1::Delivery* d);
 
 class SubscribeReactor;
 
+// Starts the consumer-group member of one Subscribe stream, which delivers
+// to `sink`.
+using ConsumerFactory =
+    std::function<absl::StatusOr<std::unique_ptr<kafka::Consumer>>(
+        kafka::GroupConsumerOptions options, kafka::DeliverySink* sink)>;
+
 // The Subscribe streams of one server: opens them, drains them at shutdown,
 // and closes their Kafka consumers on a thread of its own, so that leaving
 // the consumer group never blocks a gRPC thread.
 class Subscriptions {
  public:
-  // `dead_letters` must outlive this object.
+  // Streams of kafka::GroupConsumers, which write dead letters to
+  // `dead_letters`; it must outlive this object.
   Subscriptions(kafka::Producer* dead_letters, SubscribeOptions options);
+  // Streams of the consumers `start_consumer` starts (tests: fakes).
+  Subscriptions(ConsumerFactory start_consumer, SubscribeOptions options);
   // Waits until every consumer is closed.
   ~Subscriptions();
 
@@ -90,19 +99,17 @@ class Subscriptions {
   // Called from the stream's OnDone: forgets the stream, and on the closer
   // thread waits for its consumer (already stopping) to close, then deletes
   // the stream. `consumer` may be null.
-  void Done(SubscribeReactor* stream,
-            std::unique_ptr<kafka::GroupConsumer> consumer)
+  void Done(SubscribeReactor* stream, std::unique_ptr<kafka::Consumer> consumer)
       ABSL_LOCKS_EXCLUDED(mu_);
   void CloserLoop();
 
-  kafka::Producer* const dead_letters_;
+  const ConsumerFactory start_consumer_;
   const SubscribeOptions options_;
 
   absl::Mutex mu_;
   std::set<SubscribeReactor*> streams_ ABSL_GUARDED_BY(mu_);
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<std::pair<std::unique_ptr<kafka::GroupConsumer>,
-                       std::function<void()>>>
+  std::deque<std::pair<std::unique_ptr<kafka::Consumer>, std::function<void()>>>
       to_close_ ABSL_GUARDED_BY(mu_);
   int closing_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

@@ -5,13 +5,13 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "server/json_text.h"
+#include "common/json_text.h"
 
 namespace eventbus::cli {
 
-using ::eventbus::server::AppendJsonString;
-using ::eventbus::server::IsStrictJson;
-using ::eventbus::server::IsValidUtf8;
+using ::eventbus::common::AppendJsonString;
+using ::eventbus::common::IsStrictJson;
+using ::eventbus::common::IsValidUtf8;
 namespace {
 
 void AppendField(const char* name, const std::string& value, bool* first,

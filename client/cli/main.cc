@@ -29,16 +29,16 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/cli/delivery_json.h"
-#include "server/json_text.h"
 #include "client/cli/latency_histogram.h"
 #include "client/cpp/publisher.h"
 #include "client/cpp/subscriber.h"
+#include "common/json_text.h"
 
 namespace eventbus::cli {
 
-using ::eventbus::server::AppendJsonString;
-using ::eventbus::server::IsStrictJson;
-using ::eventbus::server::IsValidUtf8;
+using ::eventbus::common::AppendJsonString;
+using ::eventbus::common::IsStrictJson;
+using ::eventbus::common::IsValidUtf8;
 namespace {
 
 constexpr int kExitOk = 0;

@@ -104,6 +104,7 @@
 #include "client/cpp/channel.h"
 #include "client/cpp/publisher.h"
 #include "client/cpp/subscriber.h"
+#include "common/json_text.h"
 #include "eventbus/v1/eventbus.grpc.pb.h"
 #include "kafka/rdkafka_handles.h"
 #include "kafka/rdkafka_producer.h"
@@ -117,6 +118,9 @@
 #include "tests/bench/floor_service.h"
 
 namespace eventbus::bench {
+
+using ::eventbus::common::AppendJsonString;
+
 namespace {
 
 constexpr int kPartitions = 6;
@@ -1320,22 +1324,9 @@ class Report {
 
  private:
   static std::string Quote(const std::string& s) {
-    std::string out = "\"";
-    for (char c : s) {
-      switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\t': out += "\\t"; break;
-        default:
-          if (static_cast<unsigned char>(c) < 0x20) {
-            absl::StrAppend(&out, absl::StrFormat("\\u%04x", c));
-          } else {
-            out += c;
-          }
-      }
-    }
-    return out + "\"";
+    std::string out;
+    AppendJsonString(s, &out);
+    return out;
   }
 
   // (rate, direct row, sidecar row) for every rate that has both.
@@ -1806,7 +1797,11 @@ int Main(int argc, char** argv) {
     sub_totals[payload] = events_for(payload) + kWarmupEvents;
   }
   for (int run = 1; run <= options.runs && options.Wants("subscribe"); ++run) {
-    for (const auto& [payload, total] : sub_totals) {
+    // Not a structured binding: clang before 16 cannot capture one in the
+    // lambdas below.
+    for (const auto& entry : sub_totals) {
+      const size_t payload = entry.first;
+      const int64_t total = entry.second;
       const std::string& topic = sub_events.at(payload).topic();
       auto record = [&](const std::string& scenario, Measurement m) {
         Progress(scenario, payload, run, m);

@@ -28,7 +28,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "eventbus/v1/eventbus.pb.h"
-#include "kafka/group_consumer.h"
+#include "kafka/consumer.h"
 #include "kafka/record.h"
 #include "server/event_codec.h"
 #include "server/subscribe_reactor.h"

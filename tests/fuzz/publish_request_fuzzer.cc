@@ -15,10 +15,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/time/time.h"
+#include "common/json_text.h"
 #include "eventbus/v1/eventbus.pb.h"
 #include "kafka/record.h"
 #include "server/event_codec.h"
-#include "server/json_text.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace eventbus {
@@ -55,7 +55,7 @@ void Encode(v1::PublishRequest& request, server::ContentMode mode) {
   v1::Event expected = published;
   expected.DiscardUnknownFields();  // a record carries none
   if (mode == server::ContentMode::kStructured &&
-      server::IsStrictJson(expected.data()) &&
+      common::IsStrictJson(expected.data()) &&
       server::IsJsonContentType(expected.data_content_type())) {
     // Inlined JSON loses the whitespace around it, nothing else.
     expected.set_data(std::string(absl::StripAsciiWhitespace(expected.data())));

@@ -22,7 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "eventbus/v1/eventbus.pb.h"
-#include "kafka/group_consumer.h"
+#include "kafka/consumer.h"
 #include "server/event_codec.h"
 #include "server/subscribe_reactor.h"
 #include "tests/fuzz/fuzz_check.h"

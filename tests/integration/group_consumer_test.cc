@@ -151,7 +151,7 @@ TEST_F(GroupConsumerTest, LargeRecordsAreNotTakenPastTheByteLimit) {
   ASSERT_FALSE(got.empty());
   absl::SleepFor(absl::Seconds(2));  // let it take whatever it would
   got = sink_.WaitFor(kRecords, absl::ZeroDuration());
-  kafka::GroupConsumer::Stats s = consumer->stats();
+  kafka::DeliveryLedger::Stats s = consumer->stats();
   // 1 MiB holds ten records of 100 KiB; the eleventh crosses the limit.
   EXPECT_LE(got.size(), 11u);
   EXPECT_GE(got.size(), 10u);

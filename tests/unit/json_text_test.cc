@@ -1,11 +1,11 @@
-#include "server/json_text.h"
+#include "common/json_text.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-namespace eventbus::server {
+namespace eventbus::common {
 namespace {
 
 TEST(JsonTextTest, AcceptsJsonValues) {
@@ -52,6 +52,69 @@ TEST(JsonTextTest, AppendJsonStringEscapes) {
   EXPECT_TRUE(IsStrictJson(out));
 }
 
+TEST(JsonTextTest, AppendJsonStringTakesAnyInput) {
+  std::string out;
+  AppendJsonString("a\xff\x7f" "b", &out);
+  EXPECT_EQ(out, "\"a\\ufffd\\u007fb\"");
+  EXPECT_TRUE(IsStrictJson(out));
+}
+
+TEST(JsonTextTest, AppendJsonEscapedAppendsWithoutQuotes) {
+  std::string out = "x";
+  AppendJsonEscaped("plain / {text}", &out);
+  EXPECT_EQ(out, "xplain / {text}");
+  out.clear();
+  AppendJsonEscaped("", &out);
+  EXPECT_EQ(out, "");
+}
+
+TEST(JsonTextTest, AppendJsonEscapedEscapesControlCharactersAndDel) {
+  std::string out;
+  AppendJsonEscaped("q\" b\\ n\n r\r t\t \x01\x08\x0c\x1f\x7f", &out);
+  EXPECT_EQ(out,
+            R"(q\" b\\ n\n r\r t\t \u0001\u0008\u000c\u001f\u007f)");
+  using namespace std::string_literals;  // for the \0
+  out.clear();
+  AppendJsonEscaped("a\0b"s, &out);
+  EXPECT_EQ(out, R"(a\u0000b)");
+}
+
+TEST(JsonTextTest, AppendJsonEscapedKeepsValidUtf8) {
+  // 2, 3 and 4 bytes, and the highest code point.
+  const std::string text = "\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf";
+  std::string out;
+  AppendJsonEscaped(text, &out);
+  EXPECT_EQ(out, text);
+}
+
+TEST(JsonTextTest, AppendJsonEscapedReplacesEachInvalidByte) {
+  const std::string r = "\\ufffd";
+  // A stray continuation byte, a byte never in UTF-8, a truncated sequence,
+  // an overlong '/', a surrogate, a code point above U+10FFFF, and a
+  // sequence cut at the end.
+  const struct {
+    std::string in, want;
+  } cases[] = {
+      {"a\x80" "b", "a" + r + "b"},
+      {"\xff", r},
+      {"\xe2\x82 x", r + r + " x"},
+      {"\xc0\xaf", r + r},
+      {"\xed\xa0\x80", r + r + r},
+      {"\xf4\x90\x80\x80", r + r + r + r},
+      {"ok\xf0\x9f\x98", "ok" + r + r + r},
+  };
+  for (const auto& c : cases) {
+    std::string out;
+    AppendJsonEscaped(c.in, &out);
+    EXPECT_EQ(out, c.want) << testing::PrintToString(c.in);
+    std::string literal;
+    AppendJsonString(c.in, &literal);
+    std::string back;
+    ASSERT_TRUE(UnescapeJsonString(literal, &back)) << literal;
+    EXPECT_EQ(back, ToValidUtf8(c.in));
+  }
+}
+
 TEST(JsonTextTest, SplitJsonObjectKeepsValueText) {
   std::vector<JsonMember> members;
   ASSERT_TRUE(SplitJsonObject(
@@ -95,4 +158,4 @@ TEST(JsonTextTest, UnescapeJsonString) {
 }
 
 }  // namespace
-}  // namespace eventbus::server
+}  // namespace eventbus::common

@@ -195,8 +195,8 @@ TEST_F(LoggingTest, JsonEscapesQuotesBackslashesAndControlCharacters) {
   std::vector<std::string> lines = Lines();
   ASSERT_EQ(lines.size(), 1u) << "a message with newlines must stay one line";
   EXPECT_THAT(lines[0],
-              HasSubstr(R"(he said \"hi\"\u000asecond line\u000d\u000a)"
-                        R"(\u0009tab \\ back\\slash \u0001\u001f\u007f)"));
+              HasSubstr(R"(he said \"hi\"\nsecond line\r\n)"
+                        R"(\ttab \\ back\\slash \u0001\u001f\u007f)"));
   std::map<std::string, std::string> members = ParseJsonLine(lines[0]);
   EXPECT_EQ(members["msg"], message);
   EXPECT_EQ(members["level"], "warn");

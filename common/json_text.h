@@ -1,15 +1,16 @@
 #pragma once
 
-// Small, strict pieces of JSON (RFC 8259) and UTF-8 for the structured
-// CloudEvents encoding. protobuf's JSON parser accepts more than JSON (single
-// quotes, bare names), so it cannot decide whether data may be inlined.
+// Small, strict pieces of JSON (RFC 8259) and UTF-8, shared by the server
+// (the structured CloudEvents encoding, the JSON log format) and the CLI.
+// protobuf's JSON parser accepts more than JSON (single quotes, bare names),
+// so it cannot decide whether data may be inlined.
 
 #include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
 
-namespace eventbus::server {
+namespace eventbus::common {
 
 // True when `s` is well-formed UTF-8: no overlong forms, no surrogates,
 // nothing above U+10FFFF.
@@ -40,7 +41,14 @@ bool SplitJsonObject(absl::string_view text, std::vector<JsonMember>* members);
 // UTF-8. False when it is not one, or holds an escaped lone surrogate.
 bool UnescapeJsonString(absl::string_view literal, std::string* out);
 
-// Appends `s` (valid UTF-8) as a JSON string literal.
+// Appends the inside of a JSON string literal holding `s` (no quotes):
+// `"` and `\` escaped, \n \r \t as two-character escapes, other control
+// characters and DEL as \u00XX, and every byte that is not part of
+// well-formed UTF-8 as \ufffd. Any input gives valid JSON.
+void AppendJsonEscaped(absl::string_view s, std::string* out);
+
+// Appends `s` as a JSON string literal: quotes around AppendJsonEscaped.
+// Any input is fine; bytes that are not UTF-8 become U+FFFD.
 void AppendJsonString(absl::string_view s, std::string* out);
 
-}  // namespace eventbus::server
+}  // namespace eventbus::common

@@ -1,10 +1,9 @@
-#include "server/json_text.h"
+#include "common/json_text.h"
 
 #include <cstdint>
-#include <cstdio>
 #include <utility>
 
-namespace eventbus::server {
+namespace eventbus::common {
 namespace {
 
 // A recursive-descent recognizer over `s_`; depth-limited so hostile input
@@ -338,9 +337,23 @@ bool UnescapeJsonString(absl::string_view literal, std::string* out) {
          UnescapeRecognized(literal, out);
 }
 
-void AppendJsonString(absl::string_view s, std::string* out) {
-  out->push_back('"');
-  for (unsigned char c : s) {
+void AppendJsonEscaped(absl::string_view s, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      // A well-formed sequence is kept as it is; each byte of anything else
+      // becomes U+FFFD.
+      const size_t n = Utf8SequenceLength(s, i);
+      if (n == 0) {
+        out->append("\\ufffd");
+        ++i;
+      } else {
+        out->append(s.data() + i, n);
+        i += n;
+      }
+      continue;
+    }
     switch (c) {
       case '"': out->append("\\\""); break;
       case '\\': out->append("\\\\"); break;
@@ -348,16 +361,21 @@ void AppendJsonString(absl::string_view s, std::string* out) {
       case '\r': out->append("\\r"); break;
       case '\t': out->append("\\t"); break;
       default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out->append(buf);
+        if (c < 0x20 || c == 0x7f) {
+          const char escaped[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xf]};
+          out->append(escaped, sizeof(escaped));
         } else {
           out->push_back(static_cast<char>(c));
         }
     }
+    ++i;
   }
+}
+
+void AppendJsonString(absl::string_view s, std::string* out) {
+  out->push_back('"');
+  AppendJsonEscaped(s, out);
   out->push_back('"');
 }
 
-}  // namespace eventbus::server
+}  // namespace eventbus::common
