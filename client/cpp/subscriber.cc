@@ -138,9 +138,9 @@ class Subscriber::Stream final
     s_->deliveries_ += response.deliveries_size();
     if (!s_->stop_requested_) {
       const bool lease = s_->leases_on_;
-      const absl::Time now = absl::Now();
+      const absl::Time now = s_->options_.clock->Now();
       for (v1::Delivery& d : *response.mutable_deliveries()) {
-        if (lease) s_->leased_.emplace(d.delivery_id(), now);
+        if (lease) s_->leases_.Arrived(d.delivery_id(), now);
         d.set_delivery_id(s_->AppIdLocked(d.delivery_id()));
         s_->work_.push_back({reading_, &d});
       }
@@ -148,7 +148,7 @@ class Subscriber::Stream final
     for (const v1::AckError& e : response.ack_errors()) {
       // Whatever the request was, the delivery is not outstanding on the
       // server (any more): extending it is pointless.
-      s_->leased_.erase(e.delivery_id());
+      s_->leases_.Settled(e.delivery_id());
       ++s_->ack_errors_;
       spdlog::warn("eventbus subscriber: the server could not settle delivery "
                    "{}: {}",
@@ -199,7 +199,7 @@ class Subscriber::Stream final
         const uint64_t id = s_->extend_.front();
         s_->extend_.pop_front();
         // Settled since the round queued it: no longer leased.
-        if (s_->leased_.contains(id)) m->add_delivery_ids(id);
+        if (s_->leases_.leased(id)) m->add_delivery_ids(id);
       }
       if (m->delivery_ids_size() > 0) {
         *m->mutable_ack_deadline() = ToProto(s_->LeaseDeadline());
@@ -263,7 +263,8 @@ Subscriber::Subscriber(std::shared_ptr<grpc::Channel> channel,
                        SubscriberOptions options)
     : options_(std::move(options)),
       channel_(std::move(channel)),
-      stub_(v1::EventBus::NewStub(channel_)) {}
+      stub_(v1::EventBus::NewStub(channel_)),
+      leases_(options_.max_lease_extension) {}
 
 Subscriber::Subscriber(const std::string& address, SubscriberOptions options)
     : Subscriber(CreateChannel(address), std::move(options)) {}
@@ -321,7 +322,7 @@ absl::Status Subscriber::Run(Handler handler) {
     // return.
     workers_stop_ = true;
     for (const Work& w : work_) {
-      leased_.erase(w.delivery->delivery_id() & kServerIdMask);
+      leases_.Settled(w.delivery->delivery_id() & kServerIdMask);
     }
     work_.clear();
     auto workers_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -352,7 +353,7 @@ absl::Status Subscriber::Run(Handler handler) {
     acks_.clear();
     nacks_.clear();
     dead_letters_.clear();
-    leased_.clear();
+    leases_.Clear();
     extend_.clear();
     leases_on_ = false;
   }
@@ -414,7 +415,7 @@ void Subscriber::AwaitLeasingLocked(const absl::Condition& condition) {
     return;
   }
   while (!mu_.AwaitWithTimeout(condition, period)) {
-    ExtendLeasesLocked(absl::Now());
+    ExtendLeasesLocked(options_.clock->Now());
   }
 }
 
@@ -424,26 +425,20 @@ void Subscriber::ExtendLeasesLocked(absl::Time now) {
   // one period after it arrived, two periods before the deadline the
   // server gave it when it sent it (three periods), whatever the delay.
   if (!leases_on_) return;
-  const absl::Time give_up_before = now - options_.max_lease_extension;
-  extend_.clear();
-  for (auto it = leased_.begin(); it != leased_.end();) {
-    const auto [id, arrived] = *it;
-    if (arrived <= give_up_before) {
-      spdlog::warn("eventbus subscriber: delivery {} is still not settled "
-                   "after {}; its ack deadline is no longer extended and it "
-                   "will be redelivered",
-                   AppIdLocked(id),
-                   absl::FormatDuration(options_.max_lease_extension));
-      leased_.erase(it++);
-      continue;
-    }
-    extend_.push_back(id);
-    ++it;
+  std::vector<uint64_t> given_up;
+  const std::vector<uint64_t> due = leases_.Due(now, &given_up);
+  for (uint64_t id : given_up) {
+    spdlog::warn("eventbus subscriber: delivery {} is still not settled "
+                 "after {}; its ack deadline is no longer extended and it "
+                 "will be redelivered",
+                 AppIdLocked(id),
+                 absl::FormatDuration(options_.max_lease_extension));
   }
+  extend_.assign(due.begin(), due.end());
   stream_->MaybeWriteLocked();
 }
 
-void Subscriber::SettleLocked(uint64_t server_id) { leased_.erase(server_id); }
+void Subscriber::SettleLocked(uint64_t server_id) { leases_.Settled(server_id); }
 
 uint64_t Subscriber::AppIdLocked(uint64_t server_id) const {
   return (run_ << kServerIdBits) | (server_id & kServerIdMask);

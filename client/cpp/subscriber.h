@@ -16,6 +16,8 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "client/cpp/lease_book.h"
+#include "common/clock.h"
 #include "eventbus/v1/eventbus.grpc.pb.h"
 #include "google/protobuf/arena.h"
 
@@ -56,6 +58,8 @@ struct SubscriberOptions {
   // it (redelivery after the server's backoff). False: the application
   // calls Ack, Nack or DeadLetter itself.
   bool auto_ack = true;
+  // Leases run on it (tests: a common::SimulatedClock).
+  const common::Clock* clock = common::Clock::Real();
 };
 
 // Receives events as one member of a Kafka consumer group over one
@@ -163,8 +167,8 @@ class Subscriber {
   std::map<int64_t, std::vector<uint64_t>> nacks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<uint64_t>> dead_letters_
       ABSL_GUARDED_BY(mu_);
-  // Leased deliveries of the current Run: server id -> when it arrived.
-  absl::flat_hash_map<uint64_t, absl::Time> leased_ ABSL_GUARDED_BY(mu_);
+  // Leased deliveries of the current Run, by server id.
+  LeaseBook leases_ ABSL_GUARDED_BY(mu_);
   // Leased ids for the next modify_ack_deadline messages (server ids).
   std::deque<uint64_t> extend_ ABSL_GUARDED_BY(mu_);
   // The current stream's server accepts modify_ack_deadline and the options
