@@ -33,13 +33,8 @@ InboundRecord InboundRecord::Make(absl::string_view topic, int32_t partition,
     r.headers.push_back({name, copy(h.value)});
   }
   r.timestamp_ms = timestamp_ms;
+  r.bytes_ = total - topic.size();
   return r;
-}
-
-size_t InboundRecord::Bytes() const {
-  size_t n = (key ? key->size() : 0) + (value ? value->size() : 0);
-  for (const HeaderView& h : headers) n += h.name.size() + h.value.size();
-  return n;
 }
 
 }  // namespace eventbus::kafka

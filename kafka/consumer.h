@@ -42,10 +42,11 @@ struct InboundRecord {
   int64_t timestamp_ms = -1;
 
   // Bytes of key, value and headers: what counts against flow control.
-  size_t Bytes() const;
+  size_t Bytes() const { return bytes_; }
 
  private:
   std::unique_ptr<char[]> storage_;
+  size_t bytes_ = 0;
 };
 
 enum class StartPosition { kLatest, kEarliest, kTime };

@@ -2,7 +2,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
+#include <deque>
+#include <utility>
 #include <optional>
 
 namespace eventbus::kafka {
@@ -32,8 +33,10 @@ class PartitionAckTracker {
   size_t outstanding() const { return outstanding_; }
 
  private:
-  // Tracked offsets above the committed prefix; true once acked.
-  std::map<int64_t, bool> offsets_;
+  // Tracked offsets above the committed prefix, rising; true once acked.
+  // A deque, not a map: offsets come in order, so tracking appends and the
+  // prefix leaves from the front, without an allocation per offset.
+  std::deque<std::pair<int64_t, bool>> offsets_;
   std::optional<int64_t> commit_;
   std::optional<int64_t> last_tracked_;
   size_t outstanding_ = 0;
