@@ -551,7 +551,10 @@ TEST_F(SubscribeTest, CancelledMemberHandsItsUnackedDeliveriesToAnother) {
 TEST_F(SubscribeTest, RandomOrderAcksNeverCommitPastTheSmallestUnackedOffset) {
   const std::string topic = UniqueTopic("sub-random-acks");
   CreateTopic(topic, 3);
-  constexpr int kEvents = 300;
+  // The rule itself, over random sequences of acks, is
+  // DeliveryLedgerTest's; this proves the driver stores and commits what
+  // the ledger allows.
+  constexpr int kEvents = 60;
   ProduceEvents(topic, kEvents, 30);
   const std::map<int32_t, int64_t> high = HighWatermarks(topic);
   StartSidecar();
@@ -810,7 +813,8 @@ TEST_F(SubscribeTest, NackRedeliversWithRisingAttemptsThenDeadLetters) {
   EXPECT_EQ(r.Header("eventbus.dlq.attempts"), "3");
   EXPECT_EQ(r.Header("eventbus.dlq.group"), group_);
   ASSERT_TRUE(r.Header("eventbus.dlq.reason").has_value());
-  EXPECT_FALSE(r.Header("eventbus.dlq.reason")->empty());
+  EXPECT_EQ(*r.Header("eventbus.dlq.reason"),
+            "max delivery attempts (3) reached; last: nacked");
   EXPECT_TRUE(c.ack_errors().empty()) << Describe(c.ack_errors());
   EXPECT_TRUE(c.Close().ok());
 }
@@ -1342,8 +1346,10 @@ TEST_F(SubscribeTest, ModifyAckDeadlineKeepsASlowDeliveryFromBeingRedelivered) {
   std::vector<v1::Delivery> first = c.Take(1, absl::Seconds(30));
   ASSERT_EQ(first.size(), 1u);
   const uint64_t id = first[0].delivery_id();
-  // 4 s, four times the deadline, extended by 1 s every 400 ms.
-  for (int i = 0; i < 10; ++i) {
+  // 1.6 s, past the 1 s deadline, extended by 1 s every 400 ms (the rules
+  // of leases are DeliveryLedgerTest's; this proves the stream applies
+  // them).
+  for (int i = 0; i < 4; ++i) {
     ASSERT_TRUE(c.ModifyAckDeadline({id}, absl::Seconds(1)));
     EXPECT_TRUE(c.Take(1, absl::Milliseconds(400)).empty())
         << "redelivered while its lease was being extended, round " << i;
@@ -1355,11 +1361,11 @@ TEST_F(SubscribeTest, ModifyAckDeadlineKeepsASlowDeliveryFromBeingRedelivered) {
       << Describe(c.ack_errors());
 
   // A longer lease, then none: redelivered after it.
-  ASSERT_TRUE(c.ModifyAckDeadline({id}, absl::Seconds(3)));
+  ASSERT_TRUE(c.ModifyAckDeadline({id}, absl::Seconds(2)));
   const absl::Time extended_at = absl::Now();
   std::vector<v1::Delivery> again = c.Take(1, absl::Seconds(15));
   ASSERT_EQ(again.size(), 1u) << "not redelivered after the lease ran out";
-  EXPECT_GE(absl::Now() - extended_at, absl::Milliseconds(2900));
+  EXPECT_GE(absl::Now() - extended_at, absl::Milliseconds(1900));
   EXPECT_EQ(again[0].attempt(), 2);
   EXPECT_EQ(again[0].offset(), first[0].offset());
   ASSERT_TRUE(c.ModifyAckDeadline({id}, absl::Seconds(1)));
