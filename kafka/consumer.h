@@ -80,6 +80,9 @@ struct GroupConsumerOptions {
   absl::Duration dead_letter_timeout = absl::Seconds(30);
   // Ack deadlines, backoff and leases run on it.
   const common::Clock* clock = common::Clock::Real();
+
+  friend bool operator==(const GroupConsumerOptions&,
+                         const GroupConsumerOptions&) = default;
 };
 
 // One event handed to the client.

@@ -62,6 +62,8 @@ struct Config {
   std::string log_level = "info";
   // log.format: text or json.
   std::string log_format = "text";
+
+  friend bool operator==(const Config&, const Config&) = default;
 };
 
 // Loads the configuration. Precedence, per key (pass-through librdkafka

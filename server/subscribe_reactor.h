@@ -38,6 +38,9 @@ struct SubscribeOptions {
   std::string dead_letter_suffix = ".dlq";
   // Deadline for one dead-letter write.
   absl::Duration dead_letter_timeout = absl::Seconds(30);
+
+  friend bool operator==(const SubscribeOptions&,
+                         const SubscribeOptions&) = default;
 };
 
 // Checks a Subscription and turns it into GroupConsumer options. Returns
