@@ -27,8 +27,9 @@ namespace {
 // event size).
 constexpr int kMaxDeliveriesPerWrite = 500;
 constexpr size_t kMaxBytesPerWrite = 1 << 20;
-// Ack errors waiting to be written, at most: a client that sends bad acks
-// and never reads is ended.
+// Ack errors waiting to be written: a client that sends bad acks while this
+// many still wait (it does not read) is ended. One message's errors are
+// always taken, however many (acks of a revoked partition all fail).
 constexpr size_t kMaxPendingAckErrors = 10000;
 constexpr absl::Duration kMinAckDeadline = absl::Seconds(1);
 constexpr absl::Duration kMaxAckDeadline = absl::Minutes(10);
@@ -428,7 +429,7 @@ class SubscribeReactor final
     }
     if (errors.empty()) return absl::OkStatus();
     absl::MutexLock lock(&mu_);
-    if (ack_errors_.size() + errors.size() > kMaxPendingAckErrors) {
+    if (ack_errors_.size() >= kMaxPendingAckErrors) {
       return absl::ResourceExhaustedError(
           "too many ack errors are waiting to be read; read the stream");
     }
