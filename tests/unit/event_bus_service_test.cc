@@ -25,6 +25,7 @@
 #include "eventbus/v1/eventbus.pb.h"
 #include "kafka/errors.h"
 #include "tests/unit/fake_producer.h"
+#include "tests/unit/loopback_server.h"
 
 namespace eventbus::server {
 namespace {
@@ -159,16 +160,10 @@ class EventBusServiceTest : public ::testing::Test {
 
   void Start(PublishOptions options = DefaultOptions()) {
     service_ = std::make_unique<EventBusService>(&producer_, std::move(options));
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port);
-    builder.RegisterService(service_.get());
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_GT(port, 0);
-    stub_ = v1::EventBus::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+    fakes::LoopbackServer started = fakes::StartLoopbackServer(service_.get());
+    ASSERT_NE(started.server, nullptr);
+    server_ = std::move(started.server);
+    stub_ = std::move(started.stub);
   }
 
   void TearDown() override {

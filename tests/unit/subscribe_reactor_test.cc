@@ -31,6 +31,7 @@
 #include "server/subscribe_reactor.h"
 #include "tests/unit/fake_consumer.h"
 #include "tests/unit/fake_producer.h"
+#include "tests/unit/loopback_server.h"
 
 namespace eventbus::server {
 namespace {
@@ -260,16 +261,10 @@ class SubscribeReactorTest : public ::testing::Test {
         std::move(options));
     service_ = std::make_unique<EventBusService>(&producer_, PublishOptions(),
                                                  subscriptions_.get());
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port);
-    builder.RegisterService(service_.get());
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_GT(port, 0);
-    stub_ = v1::EventBus::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+    fakes::LoopbackServer started = fakes::StartLoopbackServer(service_.get());
+    ASSERT_NE(started.server, nullptr);
+    server_ = std::move(started.server);
+    stub_ = std::move(started.stub);
   }
 
   void TearDown() override {
