@@ -28,6 +28,9 @@ bool DeliveryLedger::assigned(const TopicPartition& partition) const {
 }
 
 void DeliveryLedger::Assign(const TopicPartition& partition) {
+  // Assigned again without a revocation between (librdkafka does not do
+  // that): what the old assignment held goes, as if it was lost.
+  if (partitions_.count(partition) > 0) Revoke({partition}, /*lost=*/true);
   PartitionState& state = partitions_[partition];
   state = PartitionState();
   state.name = partition;
@@ -360,7 +363,11 @@ void DeliveryLedger::Tick(absl::Time now, uint64_t first_unsent) {
       auto it = outstanding_.find(id);
       Outstanding o = std::move(it->second);
       outstanding_.erase(it);
-      Forget(id, "its ack deadline passed and it was redelivered under a new id");
+      Forget(id, o.attempt >= options_.max_delivery_attempts
+                   ? "its ack deadline passed on its last attempt and it "
+                     "went to the dead-letter topic"
+                   : "its ack deadline passed and it was redelivered under "
+                     "a new id");
       Retry(std::move(o.record), o.partition, o.attempt, std::nullopt,
             "ack deadline passed", now);
     }
