@@ -172,18 +172,28 @@ void DeliveryLedger::Finish(std::shared_ptr<const InboundRecord> record,
                             PartitionState* partition, absl::Time now) {
   Release(*record);
   partition->tracker.Ack(record->offset);
-  if (options_.ordering == Ordering::kUnordered) return;
-  auto it = partition->keys.find(OrderKey(*record));
-  if (it == partition->keys.end()) return;
-  KeyQueue& queue = it->second;
-  if (queue.held.empty()) {
-    partition->keys.erase(it);
-    return;
+  std::shared_ptr<const InboundRecord> next;
+  if (options_.ordering != Ordering::kUnordered) {
+    auto it = partition->keys.find(OrderKey(*record));
+    if (it != partition->keys.end()) {
+      KeyQueue& queue = it->second;
+      if (queue.held.empty()) {
+        partition->keys.erase(it);
+      } else {
+        next = std::move(queue.held.front());
+        queue.held.pop_front();
+        --held_;
+      }
+    }
   }
-  std::shared_ptr<const InboundRecord> next = std::move(queue.held.front());
-  queue.held.pop_front();
-  --held_;
-  Send(std::move(next), partition, 1, now);
+  finished_.push_back(std::move(record));
+  if (next != nullptr) Send(std::move(next), partition, 1, now);
+}
+
+std::vector<std::shared_ptr<const InboundRecord>> DeliveryLedger::TakeFinished() {
+  std::vector<std::shared_ptr<const InboundRecord>> out;
+  out.swap(finished_);
+  return out;
 }
 
 absl::Duration DeliveryLedger::Backoff(int attempt) const {

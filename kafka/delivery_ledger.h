@@ -109,6 +109,11 @@ class DeliveryLedger {
   void DeadLettered(uint64_t ticket, const absl::Status& status,
                     absl::Time now);
 
+  // Records of finished events, for the caller to destroy: acks come on
+  // gRPC's threads, and a record freed there, away from the thread that
+  // allocated it, costs more (glibc locks the other thread's arena).
+  std::vector<std::shared_ptr<const InboundRecord>> TakeFinished();
+
   // Offsets that may be committed and changed since the last call (each is
   // one past the last offset of a partition's fully finished prefix).
   std::vector<std::pair<TopicPartition, int64_t>> TakeOffsetsToStore();
@@ -201,6 +206,7 @@ class DeliveryLedger {
   absl::flat_hash_map<uint64_t, DeadLetterEntry> dead_letters_;
   std::deque<std::shared_ptr<const InboundRecord>> waiting_;
   std::vector<Delivery> to_send_;
+  std::vector<std::shared_ptr<const InboundRecord>> finished_;
   // Ids no longer outstanding because their partition was revoked or they
   // were redelivered; remembered to answer late acks clearly.
   absl::flat_hash_map<uint64_t, std::string> gone_;

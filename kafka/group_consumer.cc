@@ -402,12 +402,15 @@ void GroupConsumer::Tick() {
   std::vector<Delivery> deliveries;
   std::vector<DeliveryLedger::DeadLetterWrite> dead_letters;
   std::vector<std::pair<TopicPartition, int64_t>> offsets;
+  // Destroyed here, after the lock, on the thread that made them.
+  std::vector<std::shared_ptr<const InboundRecord>> finished;
   {
     absl::MutexLock lock(&mu_);
     ledger_.Tick(Now(), first_unsent);
     deliveries = ledger_.TakeDeliveries();
     dead_letters = ledger_.TakeDeadLetterWrites();
     offsets = ledger_.TakeOffsetsToStore();
+    finished = ledger_.TakeFinished();
   }
   if (!deliveries.empty()) sink_->Deliver(std::move(deliveries));
   if (!dead_letters.empty()) WriteDeadLetters(std::move(dead_letters));
