@@ -1,6 +1,7 @@
 #include "kafka/consumer.h"
 
 #include <cstring>
+#include <new>
 
 namespace eventbus::kafka {
 
@@ -10,12 +11,16 @@ InboundRecord InboundRecord::Make(absl::string_view topic, int32_t partition,
                                   std::optional<absl::string_view> value,
                                   absl::Span<const HeaderView> headers,
                                   int64_t timestamp_ms) {
-  size_t total = topic.size() + (key ? key->size() : 0) +
+  size_t bytes = topic.size() + (key ? key->size() : 0) +
                  (value ? value->size() : 0);
-  for (const HeaderView& h : headers) total += h.name.size() + h.value.size();
+  for (const HeaderView& h : headers) bytes += h.name.size() + h.value.size();
+  // The header list first (new[] aligns the block for it), then the bytes.
+  static_assert(alignof(HeaderView) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+  const size_t list = headers.size() * sizeof(HeaderView);
   InboundRecord r;
-  r.storage_ = std::make_unique_for_overwrite<char[]>(total);
-  char* at = r.storage_.get();
+  r.storage_ = std::make_unique_for_overwrite<char[]>(list + bytes);
+  auto* const views = reinterpret_cast<HeaderView*>(r.storage_.get());
+  char* at = r.storage_.get() + list;
   auto copy = [&at](absl::string_view from) {
     if (!from.empty()) std::memcpy(at, from.data(), from.size());
     absl::string_view to(at, from.size());
@@ -27,13 +32,13 @@ InboundRecord InboundRecord::Make(absl::string_view topic, int32_t partition,
   r.offset = offset;
   if (key) r.key = copy(*key);
   if (value) r.value = copy(*value);
-  r.headers.reserve(headers.size());
-  for (const HeaderView& h : headers) {
-    const absl::string_view name = copy(h.name);
-    r.headers.push_back({name, copy(h.value)});
+  for (size_t i = 0; i < headers.size(); ++i) {
+    const absl::string_view name = copy(headers[i].name);
+    new (&views[i]) HeaderView{name, copy(headers[i].value)};
   }
+  r.headers = absl::Span<const HeaderView>(views, headers.size());
+  r.bytes_ = bytes - topic.size();
   r.timestamp_ms = timestamp_ms;
-  r.bytes_ = total - topic.size();
   return r;
 }
 

@@ -22,10 +22,11 @@
 
 namespace eventbus::kafka {
 
-// A record read from Kafka. Its bytes (topic, key, value, header names and
-// values) are copied into one block it owns, which the views point into:
-// one allocation per record instead of one per field. Movable, not
-// copyable.
+// A record read from Kafka. Its header list and bytes (topic, key, value,
+// header names and values) are copied into one block it owns, which the
+// views point into: one allocation per record instead of one per field.
+// (Keeping librdkafka's message instead would pin the whole fetch response
+// it came in while the delivery is outstanding.) Movable, not copyable.
 struct InboundRecord {
   static InboundRecord Make(absl::string_view topic, int32_t partition,
                             int64_t offset, std::optional<absl::string_view> key,
@@ -38,7 +39,7 @@ struct InboundRecord {
   int64_t offset = -1;
   std::optional<absl::string_view> key;
   std::optional<absl::string_view> value;
-  std::vector<HeaderView> headers;
+  absl::Span<const HeaderView> headers;
   int64_t timestamp_ms = -1;
 
   // Bytes of key, value and headers: what counts against flow control.

@@ -242,11 +242,10 @@ EventBusService::EventBusService(kafka::Producer* producer,
       options_(std::move(options)),
       subscriptions_(subscriptions) {}
 
-grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
 EventBusService::Subscribe(grpc::CallbackServerContext* context) {
-  if (subscriptions_ == nullptr) {
-    return v1::EventBus::CallbackService::Subscribe(context);
-  }
+  // gRPC answers a null reactor with UNIMPLEMENTED.
+  if (subscriptions_ == nullptr) return nullptr;
   return subscriptions_->Open(context);
 }
 

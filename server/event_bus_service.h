@@ -41,7 +41,15 @@ struct PublishOptions {
 // No reaction blocks: events are handed to the producer, and results come
 // back on the producer's delivery thread, which finishes the call or queues
 // the result for the stream's next write.
-class EventBusService final : public v1::EventBus::CallbackService {
+// The generated callback service, but with Subscribe served raw (see
+// Subscriptions::Open).
+using EventBusCallbackService = v1::EventBus::WithCallbackMethod_Publish<
+    v1::EventBus::WithCallbackMethod_PublishStream<
+        v1::EventBus::WithCallbackMethod_PublishBatch<
+            v1::EventBus::WithRawCallbackMethod_Subscribe<
+                v1::EventBus::Service>>>>;
+
+class EventBusService final : public EventBusCallbackService {
  public:
   // `producer` must outlive every call this service starts, including the
   // deliveries still in flight when the gRPC server has shut down.
@@ -60,8 +68,8 @@ class EventBusService final : public v1::EventBus::CallbackService {
       v1::PublishBatchResponse* response) override;
   grpc::ServerBidiReactor<v1::PublishBatchRequest, v1::PublishBatchResponse>*
   PublishStream(grpc::CallbackServerContext* context) override;
-  grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
-  Subscribe(grpc::CallbackServerContext* context) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Subscribe(
+      grpc::CallbackServerContext* context) override;
 
   // Starts draining for shutdown: every open PublishStream stops reading,
   // answers each request it already read, and ends with UNAVAILABLE.

@@ -187,32 +187,70 @@ absl::Status NotCloudEvent(absl::string_view why) {
       absl::StrCat("record is not a CloudEvent: ", why));
 }
 
+// Sets the Event field `field` (AttributeFieldNumber of `name`) to `value`.
+void SetStringField(int field, absl::string_view name, absl::string_view value,
+                    v1::Event* e) {
+  switch (field) {
+    case v1::Event::kIdFieldNumber:
+      e->set_id(value.data(), value.size());
+      break;
+    case v1::Event::kSourceFieldNumber:
+      e->set_source(value.data(), value.size());
+      break;
+    case v1::Event::kTypeFieldNumber:
+      e->set_type(value.data(), value.size());
+      break;
+    case v1::Event::kSpecVersionFieldNumber:
+      e->set_spec_version(value.data(), value.size());
+      break;
+    case v1::Event::kSubjectFieldNumber:
+      e->set_subject(value.data(), value.size());
+      break;
+    case v1::Event::kDataContentTypeFieldNumber:
+      e->set_data_content_type(value.data(), value.size());
+      break;
+    case v1::Event::kDataSchemaFieldNumber:
+      e->set_data_schema(value.data(), value.size());
+      break;
+    default:
+      (*e->mutable_extensions())[std::string(name)] = std::string(value);
+      break;
+  }
+}
+
+// Builds the Event from what ReadBinaryEvent reports.
+class EventBuilder final : public BinaryEventSink {
+ public:
+  explicit EventBuilder(v1::Event* e) : e_(e) {}
+  void Attribute(int field, absl::string_view value) override {
+    SetStringField(field, absl::string_view(), value, e_);
+  }
+  void Time(int64_t seconds, int32_t nanos) override {
+    e_->mutable_time()->set_seconds(seconds);
+    e_->mutable_time()->set_nanos(nanos);
+  }
+  void Extension(absl::string_view name, absl::string_view value) override {
+    (*e_->mutable_extensions())[std::string(name)] = std::string(value);
+  }
+
+ private:
+  v1::Event* const e_;
+};
+
+// Sets one attribute as a binary-mode record or a structured value names it.
 absl::Status SetAttribute(absl::string_view name, absl::string_view value,
                           v1::Event* e) {
-  if (name == "id") {
-    e->set_id(value.data(), value.size());
-  } else if (name == "source") {
-    e->set_source(value.data(), value.size());
-  } else if (name == "type") {
-    e->set_type(value.data(), value.size());
-  } else if (name == "specversion") {
-    e->set_spec_version(value.data(), value.size());
-  } else if (name == "subject") {
-    e->set_subject(value.data(), value.size());
-  } else if (name == "datacontenttype") {
-    e->set_data_content_type(value.data(), value.size());
-  } else if (name == "dataschema") {
-    e->set_data_schema(value.data(), value.size());
-  } else if (name == "time") {
+  const int field = AttributeFieldNumber(name);
+  if (field == v1::Event::kTimeFieldNumber) {
     absl::Time t;
     std::string err;
     if (!ParseRfc3339(value, &t, &err)) {
       return NotCloudEvent(absl::StrCat("bad time \"", value, "\": ", err));
     }
     SetTime(t, e->mutable_time());
-  } else {
-    (*e->mutable_extensions())[std::string(name)] = std::string(value);
+    return absl::OkStatus();
   }
+  SetStringField(field, name, value, e);
   return absl::OkStatus();
 }
 
@@ -535,37 +573,82 @@ absl::StatusOr<v1::Event> DecodeEvent(const std::vector<kafka::Header>& headers,
   return e;
 }
 
-absl::Status DecodeEventInto(absl::Span<const kafka::HeaderView> headers,
-                             absl::string_view value, v1::Event* e) {
-  const kafka::HeaderView* content_type = nullptr;
+int AttributeFieldNumber(absl::string_view name) {
+  if (name == "id") return v1::Event::kIdFieldNumber;
+  if (name == "source") return v1::Event::kSourceFieldNumber;
+  if (name == "type") return v1::Event::kTypeFieldNumber;
+  if (name == "specversion") return v1::Event::kSpecVersionFieldNumber;
+  if (name == "subject") return v1::Event::kSubjectFieldNumber;
+  if (name == "time") return v1::Event::kTimeFieldNumber;
+  if (name == "datacontenttype") return v1::Event::kDataContentTypeFieldNumber;
+  if (name == "dataschema") return v1::Event::kDataSchemaFieldNumber;
+  return v1::Event::kExtensionsFieldNumber;
+}
+
+const kafka::HeaderView* ContentTypeHeader(
+    absl::Span<const kafka::HeaderView> headers) {
+  const kafka::HeaderView* found = nullptr;
   for (const kafka::HeaderView& h : headers) {
-    if (absl::EqualsIgnoreCase(h.name, kContentTypeHeader)) content_type = &h;
+    if (absl::EqualsIgnoreCase(h.name, kContentTypeHeader)) found = &h;
   }
-  if (content_type != nullptr &&
-      absl::StartsWithIgnoreCase(content_type->value, kStructuredContentType)) {
-    absl::StatusOr<v1::Event> structured = DecodeStructured(value);
-    if (!structured.ok()) return structured.status();
-    *e = *std::move(structured);
-    return absl::OkStatus();
-  }
+  return found;
+}
+
+bool IsStructured(const kafka::HeaderView* content_type) {
+  return content_type != nullptr &&
+         absl::StartsWithIgnoreCase(content_type->value, kStructuredContentType);
+}
+
+absl::Status ReadBinaryEvent(absl::Span<const kafka::HeaderView> headers,
+                             const kafka::HeaderView* content_type,
+                             BinaryEventSink& sink) {
+  absl::string_view spec_version;
   for (const kafka::HeaderView& h : headers) {
     if (!absl::StartsWith(h.name, kHeaderPrefix)) continue;
     // Attributes are proto3 strings, which must be UTF-8.
     if (!IsValidUtf8(h.name) || !IsValidUtf8(h.value)) {
       return NotCloudEvent("a ce_ header is not UTF-8");
     }
-    absl::Status s =
-        SetAttribute(h.name.substr(kHeaderPrefix.size()), h.value, e);
-    if (!s.ok()) return s;
+    const absl::string_view name = h.name.substr(kHeaderPrefix.size());
+    const int field = AttributeFieldNumber(name);
+    if (field == v1::Event::kTimeFieldNumber) {
+      absl::Time t;
+      std::string err;
+      if (!ParseRfc3339(h.value, &t, &err)) {
+        return NotCloudEvent(absl::StrCat("bad time \"", h.value, "\": ", err));
+      }
+      google::protobuf::Timestamp ts;
+      SetTime(t, &ts);
+      sink.Time(ts.seconds(), ts.nanos());
+    } else if (field == v1::Event::kExtensionsFieldNumber) {
+      sink.Extension(name, h.value);
+    } else {
+      if (field == v1::Event::kSpecVersionFieldNumber) spec_version = h.value;
+      sink.Attribute(field, h.value);
+    }
   }
-  if (e->spec_version().empty()) return NotCloudEvent("no ce_specversion header");
+  if (spec_version.empty()) return NotCloudEvent("no ce_specversion header");
   if (content_type != nullptr) {
     if (!IsValidUtf8(content_type->value)) {
       return NotCloudEvent("the content-type header is not UTF-8");
     }
-    e->set_data_content_type(content_type->value.data(),
-                             content_type->value.size());
+    sink.Attribute(v1::Event::kDataContentTypeFieldNumber, content_type->value);
   }
+  return absl::OkStatus();
+}
+
+absl::Status DecodeEventInto(absl::Span<const kafka::HeaderView> headers,
+                             absl::string_view value, v1::Event* e) {
+  const kafka::HeaderView* content_type = ContentTypeHeader(headers);
+  if (IsStructured(content_type)) {
+    absl::StatusOr<v1::Event> structured = DecodeStructured(value);
+    if (!structured.ok()) return structured.status();
+    *e = *std::move(structured);
+    return absl::OkStatus();
+  }
+  EventBuilder builder(e);
+  absl::Status s = ReadBinaryEvent(headers, content_type, builder);
+  if (!s.ok()) return s;
   e->set_data(value.data(), value.size());
   return absl::OkStatus();
 }

@@ -64,6 +64,39 @@ absl::StatusOr<v1::Event> DecodeEvent(const std::vector<kafka::Header>& headers,
 absl::Status DecodeEventInto(absl::Span<const kafka::HeaderView> headers,
                              absl::string_view value, v1::Event* e);
 
+// Binary-mode decoding, step by step, for who writes the Event another way
+// than into a v1::Event (the Subscribe stream writes Protobuf's wire format
+// straight from the record). DecodeEventInto is built on it.
+//
+// The field of v1::Event a CloudEvents attribute is kept in: its field
+// number, v1::Event::kExtensionsFieldNumber for an extension.
+int AttributeFieldNumber(absl::string_view name);
+// The record's content-type header (the last, names compared without case),
+// or null.
+const kafka::HeaderView* ContentTypeHeader(
+    absl::Span<const kafka::HeaderView> headers);
+// Whether that header makes the record a structured-mode CloudEvent.
+bool IsStructured(const kafka::HeaderView* content_type);
+// What a binary-mode record holds, in header order; a later value of the
+// same attribute replaces an earlier one, as in Protobuf's wire format.
+class BinaryEventSink {
+ public:
+  // A string attribute of v1::Event, by field number.
+  virtual void Attribute(int field_number, absl::string_view value) = 0;
+  virtual void Time(int64_t seconds, int32_t nanos) = 0;
+  virtual void Extension(absl::string_view name, absl::string_view value) = 0;
+
+ protected:
+  ~BinaryEventSink() = default;
+};
+// Reads the attributes of a binary-mode record (`content_type` is
+// ContentTypeHeader's answer; its value comes last, as data_content_type).
+// Returns INVALID_ARGUMENT when the record is not a CloudEvent; `sink` may
+// have been told part of it then.
+absl::Status ReadBinaryEvent(absl::Span<const kafka::HeaderView> headers,
+                             const kafka::HeaderView* content_type,
+                             BinaryEventSink& sink);
+
 // RFC 3339 in UTC with as many fractional digits as needed.
 std::string FormatRfc3339(absl::Time t);
 // Parses RFC 3339 (absl::RFC3339_full: any offset, fractional seconds, 'T'

@@ -12,7 +12,9 @@
 #include "common/json_text.h"
 #include "kafka/group_consumer.h"
 #include "server/event_codec.h"
+#include "grpcpp/support/proto_buffer_reader.h"
 #include "server/grpc_status.h"
+#include "server/subscribe_response_writer.h"
 
 namespace eventbus::server {
 
@@ -36,13 +38,6 @@ constexpr absl::Duration kMaxAckDeadline = absl::Minutes(10);
 constexpr int kMaxDeliveryAttempts = 1000;
 constexpr char kFeaturesMetadata[] = "eventbus-features";
 constexpr char kFeatureModifyAckDeadline[] = "modify_ack_deadline";
-
-google::protobuf::ArenaOptions ArenaOptionsForWrites() {
-  google::protobuf::ArenaOptions options;
-  options.start_block_size = 64 << 10;
-  options.max_block_size = 1 << 20;
-  return options;
-}
 
 // Whether `d` is an ack deadline a client may ask for.
 bool AckDeadlineInRange(absl::Duration d) {
@@ -268,15 +263,17 @@ void FillDelivery(const kafka::Delivery& delivery, v1::Delivery* d) {
 // WatchReactor: a mutex guards the state, one read and one write are in
 // flight at most, and the object lives until gRPC is done with it and its
 // consumer is closed.
+//
+// Messages cross gRPC as bytes: requests are parsed here, and responses are
+// written by a SubscribeResponseWriter straight from the records.
 class SubscribeReactor final
-    : public grpc::ServerBidiReactor<v1::SubscribeRequest,
-                                     v1::SubscribeResponse>,
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
       public kafka::DeliverySink {
  public:
   explicit SubscribeReactor(Subscriptions* owner) : owner_(owner) {}
 
   void Start() {
-    StartRead(&request_);
+    StartRead(&request_bytes_);
   }
 
   // Ends the stream before it starts.
@@ -302,20 +299,20 @@ class SubscribeReactor final
       FinishLocked(grpc::Status::OK);
       return;
     }
-    absl::Status status = Handle(request_);
+    absl::Status status = Parse(request_bytes_, &request_);
+    if (status.ok()) status = Handle(request_);
     absl::MutexLock lock(&mu_);
     if (!status.ok()) {
       FinishLocked(ToGrpcStatus(status));
       return;
     }
-    if (!finish_called_ && !finishing_) StartRead(&request_);
+    if (!finish_called_ && !finishing_) StartRead(&request_bytes_);
   }
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
     write_pending_ = false;
-    writing_ = nullptr;
-    arena_.Reset();
+    writing_.Clear();
     if (finishing_) {
       // Finish waited for this write (a Finish is a last write), unless a
       // cancellation finished the stream meanwhile.
@@ -357,7 +354,7 @@ class SubscribeReactor final
   }
 
   // kafka::DeliverySink, called on the consumer's thread. Deliveries are
-  // converted to Protobuf when written, onto the write's arena.
+  // encoded when written.
   void Deliver(std::vector<kafka::Delivery> deliveries) override {
     absl::MutexLock lock(&mu_);
     if (finish_called_ || finishing_) return;
@@ -381,6 +378,17 @@ class SubscribeReactor final
   }
 
  private:
+  static absl::Status Parse(grpc::ByteBuffer& bytes,
+                            v1::SubscribeRequest* request) {
+    grpc::ProtoBufferReader reader(&bytes);
+    if (!request->ParseFromZeroCopyStream(&reader)) {
+      return absl::InvalidArgumentError(
+          "a message of the stream is not a SubscribeRequest in Protobuf's "
+          "wire format");
+    }
+    return absl::OkStatus();
+  }
+
   // Applies one client message. Returns a non-OK status to end the stream.
   absl::Status Handle(const v1::SubscribeRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_) {
@@ -467,26 +475,20 @@ class SubscribeReactor final
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (write_pending_ || finish_called_ || finishing_) return;
     if (pending_.empty() && ack_errors_.empty()) return;
-    // One arena per write: a batch of deliveries is one or a few blocks
-    // instead of some twenty heap allocations per delivery.
-    writing_ = google::protobuf::Arena::CreateMessage<v1::SubscribeResponse>(&arena_);
     size_t bytes = 0;
     while (!pending_.empty() &&
-           writing_->deliveries_size() < kMaxDeliveriesPerWrite &&
-           (bytes < kMaxBytesPerWrite || writing_->deliveries_size() == 0)) {
-      const kafka::InboundRecord& record = *pending_.front().record;
-      FillDelivery(pending_.front(), writing_->add_deliveries());
-      // The record's size stands for the delivery's: about the same, and
-      // known without a pass over the message (serializing makes another).
-      bytes += record.Bytes() + record.topic.size();
+           writer_.deliveries() < kMaxDeliveriesPerWrite &&
+           (bytes < kMaxBytesPerWrite || writer_.deliveries() == 0)) {
+      bytes += writer_.AddDelivery(std::move(pending_.front()));
       pending_.pop_front();
     }
     while (!ack_errors_.empty()) {
-      *writing_->add_ack_errors() = std::move(ack_errors_.front());
+      writer_.AddAckError(ack_errors_.front());
       ack_errors_.pop_front();
     }
+    writing_ = writer_.Take();
     write_pending_ = true;
-    StartWrite(writing_);
+    StartWrite(&writing_);
   }
 
   // Ends the stream: the member leaves the group at once; the status goes
@@ -506,7 +508,9 @@ class SubscribeReactor final
   }
 
   Subscriptions* const owner_;
-  // Target of StartRead; touched only between StartRead and OnReadDone.
+  // Target of StartRead, and the message parsed from it; touched only
+  // between StartRead and OnReadDone.
+  grpc::ByteBuffer request_bytes_;
   v1::SubscribeRequest request_;
 
   absl::Mutex mu_;
@@ -514,10 +518,9 @@ class SubscribeReactor final
   // Deliveries not yet written, in order.
   std::deque<kafka::Delivery> pending_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::AckError> ack_errors_ ABSL_GUARDED_BY(mu_);
-  // Holds the message being written; reset when the write is done.
-  google::protobuf::Arena arena_ ABSL_GUARDED_BY(mu_){ArenaOptionsForWrites()};
-  // Passed to StartWrite, on arena_; lives until OnWriteDone.
-  v1::SubscribeResponse* writing_ ABSL_GUARDED_BY(mu_) = nullptr;
+  SubscribeResponseWriter writer_ ABSL_GUARDED_BY(mu_);
+  // Passed to StartWrite; lives until OnWriteDone.
+  grpc::ByteBuffer writing_ ABSL_GUARDED_BY(mu_);
   bool write_pending_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
   // Finish waits for the write in flight; then final_status_ goes out.
@@ -556,7 +559,7 @@ Subscriptions::~Subscriptions() {
   closer_.join();
 }
 
-grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
 Subscriptions::Open(grpc::CallbackServerContext* context) {
   // Sent with the first message: what this server accepts beyond the first
   // version of the protocol (see SubscribeRequest).

@@ -85,7 +85,10 @@ class Subscriptions {
   // Waits until every consumer is closed.
   ~Subscriptions();
 
-  grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>* Open(
+  // The stream's reactor. Subscribe is served raw (Protobuf's wire format
+  // in gRPC byte buffers): the reactor parses requests and encodes
+  // responses itself.
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Open(
       grpc::CallbackServerContext* context) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Ends every open stream with UNAVAILABLE (their consumers leave the

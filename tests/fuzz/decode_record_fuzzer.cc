@@ -30,7 +30,9 @@
 #include "eventbus/v1/eventbus.pb.h"
 #include "kafka/consumer.h"
 #include "kafka/record.h"
+#include "grpcpp/support/proto_buffer_reader.h"
 #include "server/event_codec.h"
+#include "server/subscribe_response_writer.h"
 #include "server/subscribe_reactor.h"
 #include "tests/fuzz/fuzz_check.h"
 
@@ -131,6 +133,17 @@ void Decode(const RecordText& in) {
   FUZZ_CHECK(response.SerializeToString(&wire));
   v1::SubscribeResponse parsed;
   FUZZ_CHECK(parsed.ParseFromString(wire));
+
+  // What the sidecar really sends: the SubscribeResponseWriter's encoding
+  // straight from the record, which must parse into the same message.
+  server::SubscribeResponseWriter writer;
+  const size_t planned = writer.AddDelivery(delivery);
+  grpc::ByteBuffer bytes = writer.Take();
+  FUZZ_CHECK(bytes.Length() == planned);
+  grpc::ProtoBufferReader reader(&bytes);
+  v1::SubscribeResponse written;
+  FUZZ_CHECK(written.ParseFromZeroCopyStream(&reader));
+  FUZZ_CHECK(google::protobuf::util::MessageDifferencer::Equals(parsed, written));
 }
 
 }  // namespace

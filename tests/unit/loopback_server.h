@@ -15,6 +15,7 @@ namespace eventbus::fakes {
 
 struct LoopbackServer {
   std::unique_ptr<grpc::Server> server;  // null when it did not start
+  std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::EventBus::Stub> stub;
 };
 
@@ -27,8 +28,9 @@ inline LoopbackServer StartLoopbackServer(grpc::Service* service) {
   builder.RegisterService(service);
   out.server = builder.BuildAndStart();
   if (out.server == nullptr || port <= 0) return LoopbackServer{};
-  out.stub = v1::EventBus::NewStub(grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  out.channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
+                                    grpc::InsecureChannelCredentials());
+  out.stub = v1::EventBus::NewStub(out.channel);
   return out;
 }
 

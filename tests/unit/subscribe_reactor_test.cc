@@ -10,6 +10,7 @@
 // several MiB stall until it reads.
 
 #include <gmock/gmock.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -265,6 +266,7 @@ class SubscribeReactorTest : public ::testing::Test {
     ASSERT_NE(started.server, nullptr);
     server_ = std::move(started.server);
     stub_ = std::move(started.stub);
+    channel_ = std::move(started.channel);
   }
 
   void TearDown() override {
@@ -296,6 +298,7 @@ class SubscribeReactorTest : public ::testing::Test {
   std::unique_ptr<Subscriptions> subscriptions_;
   std::unique_ptr<EventBusService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::EventBus::Stub> stub_;
 };
 
@@ -360,6 +363,43 @@ TEST_F(SubscribeReactorTest, FirstMessageThatIsNotASubscriptionEndsTheStream) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("must be a subscription"));
   EXPECT_EQ(fakes_.started(), 0u);
+}
+
+// The stream parses its requests itself (Subscribe is served raw): bytes
+// that are not a SubscribeRequest end it with INVALID_ARGUMENT saying so.
+TEST_F(SubscribeReactorTest, MessageThatDoesNotParseEndsTheStreamSayingSo) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  grpc::GenericStub generic(channel_);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call =
+      generic.PrepareCall(&context, "/eventbus.v1.EventBus/Subscribe", &cq);
+  auto next = [&cq](intptr_t want) {
+    void* tag = nullptr;
+    bool ok = false;
+    EXPECT_TRUE(cq.Next(&tag, &ok));
+    EXPECT_EQ(reinterpret_cast<intptr_t>(tag), want);
+    return ok;
+  };
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(next(1));
+  // Field 1 (the subscription), 16 bytes long, of which one follows.
+  grpc::Slice slice(std::string("\x0a\x10\x01", 3));
+  grpc::ByteBuffer bytes(&slice, 1);
+  call->Write(bytes, reinterpret_cast<void*>(2));
+  next(2);
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(3));
+  ASSERT_TRUE(next(3));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("not a SubscribeRequest"));
+  EXPECT_EQ(fakes_.started(), 0u);
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
 }
 
 TEST_F(SubscribeReactorTest, ProtocolErrorAfterSubscribingEndsTheStreamAndClosesTheConsumer) {
