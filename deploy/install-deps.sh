@@ -5,6 +5,8 @@
 #     is older                       -> <repo>/build/deps/librdkafka
 #   * the Kafka 4.1.1 broker jars      -> <repo>/build/kafka-lib   (deploy/kafka/fetch.sh)
 #   * grpcurl (pinned, via `go install`) -> <repo>/build/tools/bin/grpcurl
+#   * Debian's prometheus package (server and promtool), unpacked, not
+#     installed                        -> <repo>/build/deps/prometheus/usr/bin
 #
 # Idempotent: only missing packages are installed (`apt-get update` runs only then),
 # librdkafka is built once (a stamp), jars are fetched only when missing, grpcurl
@@ -27,6 +29,7 @@ RDKAFKA_SOURCE_SUITE=trixie
 # The features eventbus needs of it; configure fails when one is missing.
 RDKAFKA_CONFIGURE=(--enable-ssl --enable-gssapi --enable-curl --enable-zstd --enable-lz4-ext --enable-zlib)
 KAFKA_LIB="$REPO/build/kafka-lib"
+PROMETHEUS_DIR="$DEPS/prometheus"
 
 # grpcurl versions, newest first, each with the minimum Go it needs (its go.mod).
 # The first one the local Go can build is installed.
@@ -251,6 +254,38 @@ install_grpcurl() {
   die "could not build grpcurl (tried: ${tried[*]}) with go $gover"
 }
 
+# ------------------------------------------------------------ Prometheus
+# Debian's prometheus package (the server and promtool) for the metrics tests,
+# fetched with apt (which checks it against Debian's signed index) and
+# unpacked into $PROMETHEUS_DIR: installing it would start a system-wide
+# Prometheus service.
+install_prometheus() {
+  local bin="$PROMETHEUS_DIR/usr/bin"
+  if [[ -x "$bin/prometheus" && -x "$bin/promtool" ]]; then
+    step "prometheus already unpacked: $bin"
+    return 0
+  fi
+  local tmp="$DEPS/prometheus-deb"
+  rm -rf "$tmp" "$PROMETHEUS_DIR"
+  mkdir -p "$tmp"
+  step "fetching Debian's prometheus package"
+  if ! (cd "$tmp" && apt-get download -q prometheus) >"$tmp/apt.log" 2>&1; then
+    # No package lists yet (a fresh image): read them once, then retry.
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$tmp/apt.log" 2>&1 ||
+      { tail -n 20 "$tmp/apt.log" >&2; die "apt-get update failed"; }
+    (cd "$tmp" && apt-get download -q prometheus) >>"$tmp/apt.log" 2>&1 ||
+      { tail -n 20 "$tmp/apt.log" >&2; die "apt-get download prometheus failed"; }
+  fi
+  local deb
+  deb="$(find "$tmp" -maxdepth 1 -name 'prometheus_*.deb' | head -n1)"
+  [[ -n "$deb" ]] || die "apt-get download prometheus left no .deb in $tmp"
+  dpkg-deb -x "$deb" "$PROMETHEUS_DIR" || die "cannot unpack $deb"
+  [[ -x "$bin/prometheus" && -x "$bin/promtool" ]] ||
+    die "the prometheus package has no usr/bin/prometheus and usr/bin/promtool"
+  rm -rf "$tmp"
+  step "unpacked $(basename "$deb"): $bin"
+}
+
 # ------------------------------------------------------------ main
 install_apt_packages
 install_librdkafka
@@ -258,6 +293,7 @@ command -v java >/dev/null 2>&1 || [[ -x "${JAVA_HOME:-/nonexistent}/bin/java" ]
 command -v mvn >/dev/null 2>&1 || die "mvn not found after installing packages"
 fetch_kafka
 install_grpcurl
+install_prometheus
 
 java_bin="java"
 [[ -n "${JAVA_HOME:-}" ]] && java_bin="$JAVA_HOME/bin/java"
@@ -271,4 +307,5 @@ install-deps: done
   librdkafka: $(prefix_pkg_config --modversion rdkafka 2>/dev/null || pkg-config --modversion rdkafka)
   kafka jars: $KAFKA_LIB ($(find "$KAFKA_LIB" -maxdepth 1 -name '*.jar' | wc -l) jars; run deploy/kafka/kafka.sh start)
   grpcurl   : $TOOLS_BIN/grpcurl ($(grpcurl_version "$TOOLS_BIN/grpcurl"))
+  prometheus: $("$PROMETHEUS_DIR/usr/bin/prometheus" --version 2>&1 | head -n1)
 EOF

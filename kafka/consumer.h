@@ -50,6 +50,29 @@ struct InboundRecord {
   size_t bytes_ = 0;
 };
 
+// Why an event is delivered again.
+enum class RedeliveryReason { kNack, kDeadline };
+
+// What a consumer tells about its events, for metrics. Called on the
+// consumer's own schedule (with its lock held): must be fast, must not block
+// and must not call back into the consumer.
+class ConsumerObserver {
+ public:
+  virtual ~ConsumerObserver() = default;
+  // Sent to the client (`attempt` 1: for the first time) at `now`.
+  virtual void Delivered(const InboundRecord& record, int attempt,
+                         absl::Time now) = 0;
+  // Acknowledged by the client `since_delivery` after it was sent.
+  virtual void Acked(const InboundRecord& record,
+                     absl::Duration since_delivery) = 0;
+  virtual void Nacked(const InboundRecord& record) = 0;
+  // To be delivered again.
+  virtual void Redelivering(const InboundRecord& record,
+                            RedeliveryReason reason) = 0;
+  // Written to the dead-letter topic.
+  virtual void DeadLettered(const InboundRecord& record) = 0;
+};
+
 enum class StartPosition { kLatest, kEarliest, kTime };
 enum class Ordering { kUnordered, kPerKey, kPerPartition };
 
@@ -81,6 +104,9 @@ struct GroupConsumerOptions {
   absl::Duration dead_letter_timeout = absl::Seconds(30);
   // Ack deadlines, backoff and leases run on it.
   const common::Clock* clock = common::Clock::Real();
+  // Told about every delivery, ack, nack, redelivery and dead letter; may
+  // be null. Must outlive the consumer.
+  ConsumerObserver* observer = nullptr;
 
   friend bool operator==(const GroupConsumerOptions&,
                          const GroupConsumerOptions&) = default;
@@ -171,6 +197,8 @@ class Consumer {
   // Starts leaving the group without waiting: stops delivering at once.
   // Never blocks.
   virtual void Stop() = 0;
+  // Deliveries sent and not yet acked, nacked or expired (for metrics).
+  virtual int64_t OutstandingDeliveries() const { return 0; }
   // Leaves the group and waits until it has; the sink is not called after
   // it returns. Blocks; idempotent.
   virtual void Close() = 0;

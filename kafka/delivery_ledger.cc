@@ -158,8 +158,11 @@ void DeliveryLedger::Send(std::shared_ptr<const InboundRecord> record,
                           PartitionState* partition, int attempt,
                           absl::Time now) {
   const uint64_t id = next_id_++;
-  outstanding_.emplace(
-      id, Outstanding{record, partition, attempt, now + options_.ack_deadline});
+  if (options_.observer != nullptr) {
+    options_.observer->Delivered(*record, attempt, now);
+  }
+  outstanding_.emplace(id, Outstanding{record, partition, attempt,
+                                       now + options_.ack_deadline, now});
   to_send_.push_back(Delivery{id, attempt, std::move(record)});
 }
 
@@ -205,13 +208,19 @@ absl::Duration DeliveryLedger::Backoff(int attempt) const {
 void DeliveryLedger::Retry(std::shared_ptr<const InboundRecord> record,
                            PartitionState* partition, int attempt,
                            std::optional<absl::Duration> delay,
-                           absl::string_view why, absl::Time now) {
+                           RedeliveryReason why, absl::Time now) {
   if (attempt >= options_.max_delivery_attempts) {
     QueueDeadLetter(std::move(record), partition, attempt,
                     absl::StrCat("max delivery attempts (",
                                  options_.max_delivery_attempts,
-                                 ") reached; last: ", why));
+                                 ") reached; last: ",
+                                 why == RedeliveryReason::kNack
+                                     ? "nacked"
+                                     : "ack deadline passed"));
     return;
+  }
+  if (options_.observer != nullptr) {
+    options_.observer->Redelivering(*record, why);
   }
   Scheduled s;
   s.kind = Scheduled::Kind::kRedelivery;
@@ -258,6 +267,9 @@ void DeliveryLedger::DeadLettered(uint64_t ticket, const absl::Status& status,
   }
   if (status.ok()) {
     dead_letter_failures_ = 0;
+    if (options_.observer != nullptr) {
+      options_.observer->DeadLettered(*entry.record);
+    }
     Finish(std::move(entry.record), partition, now);
     return;
   }
@@ -316,6 +328,9 @@ std::vector<AckError> DeliveryLedger::Take(absl::Span<const uint64_t> ids,
 std::vector<AckError> DeliveryLedger::Ack(absl::Span<const uint64_t> ids,
                                           absl::Time now) {
   std::vector<AckError> errors = Take(ids, [&](Outstanding o) {
+    if (options_.observer != nullptr) {
+      options_.observer->Acked(*o.record, now - o.sent);
+    }
     Finish(std::move(o.record), o.partition, now);
   });
   AdmitWaiting(now);
@@ -326,7 +341,9 @@ std::vector<AckError> DeliveryLedger::Nack(absl::Span<const uint64_t> ids,
                                            std::optional<absl::Duration> delay,
                                            absl::Time now) {
   return Take(ids, [&](Outstanding o) {
-    Retry(std::move(o.record), o.partition, o.attempt, delay, "nacked", now);
+    if (options_.observer != nullptr) options_.observer->Nacked(*o.record);
+    Retry(std::move(o.record), o.partition, o.attempt, delay,
+          RedeliveryReason::kNack, now);
   });
 }
 
@@ -379,7 +396,7 @@ void DeliveryLedger::Tick(absl::Time now, uint64_t first_unsent) {
                    : "its ack deadline passed and it was redelivered under "
                      "a new id");
       Retry(std::move(o.record), o.partition, o.attempt, std::nullopt,
-            "ack deadline passed", now);
+            RedeliveryReason::kDeadline, now);
     }
   }
   auto split = std::stable_partition(

@@ -141,6 +141,7 @@ class DeliveryLedger {
     PartitionState* partition;  // valid: revocation removes its entries
     int attempt = 1;
     absl::Time deadline;
+    absl::Time sent;
   };
   struct Scheduled {
     enum class Kind { kRedelivery, kDeadLetterWrite };
@@ -186,7 +187,7 @@ class DeliveryLedger {
   // Another attempt after a delay, or the dead-letter topic after the last.
   void Retry(std::shared_ptr<const InboundRecord> record,
              PartitionState* partition, int attempt,
-             std::optional<absl::Duration> delay, absl::string_view why,
+             std::optional<absl::Duration> delay, RedeliveryReason why,
              absl::Time now);
   void QueueDeadLetter(std::shared_ptr<const InboundRecord> record,
                        PartitionState* partition, int attempts,

@@ -57,6 +57,7 @@ class GroupConsumer final : public Consumer {
 
   // What the consumer holds, for tests and monitoring.
   DeliveryLedger::Stats stats() const ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t OutstandingDeliveries() const override { return stats().outstanding; }
 
   // Starts leaving the group without waiting: stops delivering at once; the
   // consumer's thread commits what was acked and closes. Close() then only

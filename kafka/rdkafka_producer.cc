@@ -415,6 +415,15 @@ void RdKafkaProducer::MonitorLoop() {
   }
 }
 
+RdKafkaProducer::Queues RdKafkaProducer::QueueDepths() const {
+  Queues q;
+  absl::MutexLock lock(&mu_);
+  q.waiting = waiting_.size();
+  q.waiting_bytes = waiting_bytes_;
+  if (rk_ != nullptr) q.librdkafka = rd_kafka_outq_len(rk_.get());
+  return q;
+}
+
 void RdKafkaProducer::BeginShutdown(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   stopping_ = true;

@@ -80,6 +80,16 @@ class RdKafkaProducer final : public Producer {
   // How many times the handle was re-created after a fatal error.
   int recreations() const { return recreations_.load(); }
 
+  // What waits, for the metrics: records waiting for room in librdkafka's
+  // queue or for a broker (and their bytes), and librdkafka's own queue
+  // (records not yet acknowledged, rd_kafka_outq_len).
+  struct Queues {
+    size_t waiting = 0;
+    size_t waiting_bytes = 0;
+    int librdkafka = 0;
+  };
+  Queues QueueDepths() const ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   struct Waiting {
     Record record;

@@ -35,6 +35,7 @@ enum class Kind { kString, kList, kInt, kDuration, kEnum, kProperties };
 using ItemCheck = std::string (*)(const std::string& item);
 
 std::string CheckListenAddress(const std::string& item);
+std::string CheckMetricsAddress(const std::string& item);
 std::string CheckTopicName(const std::string& item);
 
 // One config key. The Config member it sets is the one pointer that matches
@@ -105,6 +106,15 @@ constexpr KeySpec kKeys[] = {
      .kind = Kind::kDuration,
      .duration = &Config::shutdown_grace,
      .zero_ok = true},
+    {.key = "server.metrics_listen",
+     .default_text = "0.0.0.0:9464",
+     .help = "host:port of the plain-HTTP listener for operators: Prometheus "
+             "metrics on /metrics, /healthz (liveness) and /readyz (ready "
+             "when gRPC health is SERVING). Port 0 picks a free port; empty "
+             "turns it off.",
+     .kind = Kind::kString,
+     .text = &Config::metrics_listen,
+     .check = &CheckMetricsAddress},
     {.key = "events.source",
      .default_text = "//eventbus/<hostname>",
      .help = "The CloudEvents source (URI-reference) that identifies this "
@@ -278,6 +288,16 @@ bool AllDigits(absl::string_view text) {
   });
 }
 
+// Whether `item` is host:port with a port in 0..65535.
+bool IsHostPort(const std::string& item) {
+  const size_t colon = item.rfind(':');
+  int port = 0;
+  return colon != std::string::npos && colon != 0 &&
+         AllDigits(absl::string_view(item).substr(colon + 1)) &&
+         absl::SimpleAtoi(absl::string_view(item).substr(colon + 1), &port) &&
+         port <= 65535;
+}
+
 std::string CheckListenAddress(const std::string& item) {
   absl::string_view path = item;
   if (absl::ConsumePrefix(&path, "unix:") ||
@@ -285,16 +305,18 @@ std::string CheckListenAddress(const std::string& item) {
     return path.empty() ? absl::StrCat(Quoted(item), " has no socket path")
                         : "";
   }
-  size_t colon = item.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || colon == 0 ||
-      !AllDigits(absl::string_view(item).substr(colon + 1)) ||
-      !absl::SimpleAtoi(absl::string_view(item).substr(colon + 1), &port) ||
-      port > 65535) {
-    return absl::StrCat(Quoted(item),
-                        " is not host:port (port 0..65535) or unix:/path");
-  }
-  return "";
+  return IsHostPort(item) ? ""
+                          : absl::StrCat(Quoted(item),
+                                         " is not host:port (port 0..65535) "
+                                         "or unix:/path");
+}
+
+std::string CheckMetricsAddress(const std::string& item) {
+  return item.empty() || IsHostPort(item)
+             ? ""
+             : absl::StrCat(Quoted(item),
+                            " is not host:port (port 0..65535), or empty for "
+                            "off");
 }
 
 std::string CheckTopicName(const std::string& item) {

@@ -27,6 +27,9 @@ struct Config {
   std::vector<std::string> listen = {"0.0.0.0:50051"};
   // server.shutdown_grace (>= 0).
   absl::Duration shutdown_grace = absl::Seconds(10);
+  // server.metrics_listen: "host:port" of the HTTP metrics and probe
+  // listener; empty: none.
+  std::string metrics_listen = "0.0.0.0:9464";
 
   // events.source: never empty after LoadConfig.
   std::string source;

@@ -102,6 +102,7 @@ class EventBusService::StreamReactor final
             });
       }
       if (!status.ok()) {
+        service_->CountRefused(result->topic(), status);
         std::unique_ptr<v1::PublishResponse> r(result);
         SetResult(status, -1, -1, r.get());
         refused.push_back(std::move(r));
@@ -237,10 +238,12 @@ class EventBusService::StreamReactor final
 
 EventBusService::EventBusService(kafka::Producer* producer,
                                  PublishOptions options,
-                                 Subscriptions* subscriptions)
+                                 Subscriptions* subscriptions,
+                                 PublishMetrics* metrics)
     : producer_(producer),
       options_(std::move(options)),
-      subscriptions_(subscriptions) {}
+      subscriptions_(subscriptions),
+      metrics_(metrics) {}
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
 EventBusService::Subscribe(grpc::CallbackServerContext* context) {
@@ -297,6 +300,7 @@ grpc::ServerUnaryReactor* EventBusService::Publish(
     v1::PublishResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!CallStarted()) {
+    CountRefused(request->topic(), ShuttingDown());
     reactor->Finish(ToGrpcStatus(ShuttingDown()));
     return reactor;
   }
@@ -316,6 +320,7 @@ grpc::ServerUnaryReactor* EventBusService::Publish(
                      });
   }
   if (!status.ok()) {
+    CountRefused(req.topic(), status);
     reactor->Finish(ToGrpcStatus(status));
     CallFinished();
   }
@@ -328,6 +333,9 @@ grpc::ServerUnaryReactor* EventBusService::PublishBatch(
     v1::PublishBatchResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!CallStarted()) {
+    for (const v1::PublishRequest& r : request->requests()) {
+      CountRefused(r.topic(), ShuttingDown());
+    }
     reactor->Finish(ToGrpcStatus(ShuttingDown()));
     return reactor;
   }
@@ -365,6 +373,7 @@ grpc::ServerUnaryReactor* EventBusService::PublishBatch(
                        });
     }
     if (!status.ok()) {
+      CountRefused(req.topic(), status);
       SetResult(status, -1, -1, r);
       state->Done();
     }

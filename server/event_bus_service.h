@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "eventbus/v1/eventbus.grpc.pb.h"
 #include "kafka/producer.h"
+#include "server/sidecar_metrics.h"
 #include "server/subscribe_reactor.h"
 
 namespace eventbus::server {
@@ -55,8 +56,11 @@ class EventBusService final : public EventBusCallbackService {
   // deliveries still in flight when the gRPC server has shut down.
   // `subscriptions` may be null (Subscribe is then UNIMPLEMENTED); when set
   // it must outlive the gRPC server.
+  // `metrics`, when set, counts the events refused before they reach the
+  // producer (the producer counts the rest: give it a MeteredProducer).
   EventBusService(kafka::Producer* producer, PublishOptions options,
-                  Subscriptions* subscriptions = nullptr);
+                  Subscriptions* subscriptions = nullptr,
+                  PublishMetrics* metrics = nullptr);
   ~EventBusService() override;
 
   grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* context,
@@ -100,9 +104,15 @@ class EventBusService final : public EventBusCallbackService {
   void Register(StreamReactor* stream) ABSL_LOCKS_EXCLUDED(mu_);
   void Unregister(StreamReactor* stream) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Counts an event refused before it reached the producer.
+  void CountRefused(absl::string_view topic, const absl::Status& status) {
+    if (metrics_ != nullptr) metrics_->Refused(topic, status);
+  }
+
   kafka::Producer* const producer_;
   const PublishOptions options_;
   Subscriptions* const subscriptions_;
+  PublishMetrics* const metrics_;
 
   absl::Mutex mu_;
   std::set<StreamReactor*> streams_ ABSL_GUARDED_BY(mu_);

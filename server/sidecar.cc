@@ -127,6 +127,10 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
         absl::StrCat("kafka.producer: ", producer.status().message()));
   }
   sidecar->producer_ = *std::move(producer);
+  sidecar->publish_metrics_ =
+      std::make_unique<PublishMetrics>(sidecar->metrics_);
+  sidecar->metered_producer_ = std::make_unique<MeteredProducer>(
+      sidecar->producer_.get(), sidecar->publish_metrics_.get());
 
   PublishOptions publish;
   publish.default_source = config.source;
@@ -135,10 +139,14 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
   publish.max_event_bytes = config.max_event_bytes;
   publish.stream_max_in_flight = config.stream_max_in_flight;
   publish.publish_timeout = config.publish_timeout;
+  sidecar->subscribe_metrics_ =
+      std::make_unique<SubscribeMetrics>(sidecar->metrics_);
   sidecar->subscriptions_ = std::make_unique<Subscriptions>(
-      sidecar->producer_.get(), SubscribeOptionsFor(config));
+      sidecar->producer_.get(), SubscribeOptionsFor(config),
+      sidecar->subscribe_metrics_.get());
   sidecar->service_ = std::make_unique<EventBusService>(
-      sidecar->producer_.get(), publish, sidecar->subscriptions_.get());
+      sidecar->metered_producer_.get(), publish, sidecar->subscriptions_.get(),
+      sidecar->publish_metrics_.get());
 
   // gRPC's built-in health service answers; linking our copy of its
   // descriptors lets reflection describe it to grpcurl.
@@ -152,6 +160,11 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
                              grpc::InsecureServerCredentials(), &ports[i]);
   }
   builder.RegisterService(sidecar->service_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(
+      std::make_unique<GrpcMetricsInterceptorFactory>(sidecar->metrics_));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::max<int64_t>(
       kGrpcDefaultMaxReceive, config.max_event_bytes + kGrpcFramingAllowance)));
   sidecar->server_ = builder.BuildAndStart();
@@ -168,6 +181,19 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
     }
     sidecar->addresses_.push_back(WithPort(config.listen[i], ports[i]));
   }
+  sidecar->AddSidecarMetrics();
+  if (!config.metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http =
+        MetricsHttpServer::Start(
+            config.metrics_listen,
+            {.metrics = [s = sidecar.get()] { return s->metrics_.Expose(); },
+             .ready = [s = sidecar.get()] { return s->serving_.load(); }});
+    if (!http.ok()) {
+      sidecar->server_->Shutdown();
+      return http.status();
+    }
+    sidecar->metrics_http_ = *std::move(http);
+  }
   grpc::HealthCheckServiceInterface* health =
       sidecar->server_->GetHealthCheckService();
   health->SetServingStatus(false);
@@ -177,9 +203,60 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
         pthread_setname_np(pthread_self(), "eb-health");
         s->HealthLoop();
       });
-  spdlog::info("eventbus-sidecar serving on {} (Kafka: {})",
-               absl::StrJoin(sidecar->addresses_, ", "), config.brokers);
+  spdlog::info("eventbus-sidecar serving on {} (Kafka: {}){}",
+               absl::StrJoin(sidecar->addresses_, ", "), config.brokers,
+               sidecar->metrics_http_ == nullptr
+                   ? ""
+                   : absl::StrCat("; metrics on http://",
+                                  sidecar->metrics_http_->address(),
+                                  "/metrics"));
   return sidecar;
+}
+
+std::string Sidecar::metrics_address() const {
+  return metrics_http_ == nullptr ? "" : metrics_http_->address();
+}
+
+void Sidecar::AddSidecarMetrics() {
+  common::Gauge& connected =
+      metrics_
+          .AddGauge("eventbus_kafka_connected",
+                    "1 while a Kafka broker answers the producer, else 0.")
+          .With({});
+  common::Gauge& waiting =
+      metrics_
+          .AddGauge("eventbus_publish_waiting_events",
+                    "Events waiting for a broker or for room in the producer "
+                    "queue (limits.max_buffered_bytes bounds their bytes).")
+          .With({});
+  common::Gauge& buffered =
+      metrics_
+          .AddGauge("eventbus_publish_buffered_bytes",
+                    "Bytes of the events waiting for a broker or for room in "
+                    "the producer queue.")
+          .With({});
+  common::Gauge& queued =
+      metrics_
+          .AddGauge("eventbus_kafka_producer_queue_events",
+                    "Events in librdkafka's producer queue, not yet "
+                    "acknowledged by Kafka.")
+          .With({});
+  common::Gauge& ready =
+      metrics_
+          .AddGauge("eventbus_ready",
+                    "1 while gRPC health reports SERVING, else 0.")
+          .With({});
+  AddProcessMetrics(metrics_);
+  metrics_.OnCollect([this, connected = &connected, waiting = &waiting,
+                      buffered = &buffered, queued = &queued, ready = &ready] {
+    connected->Set(producer_->Connected() ? 1 : 0);
+    const kafka::RdKafkaProducer::Queues q = producer_->QueueDepths();
+    waiting->Set(static_cast<double>(q.waiting));
+    buffered->Set(static_cast<double>(q.waiting_bytes));
+    queued->Set(q.librdkafka);
+    ready->Set(serving_.load() ? 1 : 0);
+    subscribe_metrics_->SetOutstanding(subscriptions_->OutstandingByGroup());
+  });
 }
 
 Sidecar::~Sidecar() { Shutdown().IgnoreError(); }
@@ -191,6 +268,7 @@ void Sidecar::HealthLoop() {
     const bool up = producer_->Connected();
     if (up != serving) {
       serving = up;
+      serving_.store(serving);
       server_->GetHealthCheckService()->SetServingStatus(serving);
       server_->GetHealthCheckService()->SetServingStatus(
           std::string(kServiceName), serving);
@@ -212,6 +290,7 @@ absl::Status Sidecar::Shutdown() {
     spdlog::info("shutting down: draining calls for up to {}",
                  absl::FormatDuration(config_.shutdown_grace));
     server_->GetHealthCheckService()->SetServingStatus(false);
+    serving_.store(false);
     service_->Drain();
     subscriptions_->Drain();
     // Events still waiting for Kafka at the deadline fail then, so that

@@ -2,6 +2,7 @@
 
 #include <grpcpp/server.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -13,7 +14,10 @@
 #include "absl/synchronization/mutex.h"
 #include "kafka/rdkafka_producer.h"
 #include "server/config.h"
+#include "common/metrics.h"
 #include "server/event_bus_service.h"
+#include "server/metrics_http.h"
+#include "server/sidecar_metrics.h"
 #include "server/subscribe_reactor.h"
 
 namespace eventbus::server {
@@ -46,17 +50,32 @@ class Sidecar {
 
   kafka::RdKafkaProducer& producer() { return *producer_; }
 
+  // The metrics listener's address with its bound port, or "" when
+  // `server.metrics_listen` is empty.
+  std::string metrics_address() const;
+  // The Prometheus registry (tests read it directly too).
+  common::Registry& metrics() { return metrics_; }
+
  private:
   explicit Sidecar(const Config& config) : config_(config) {}
   void HealthLoop();
 
+  void AddSidecarMetrics();
+
   const Config config_;
+  common::Registry metrics_;
   std::unique_ptr<kafka::RdKafkaProducer> producer_;
+  std::unique_ptr<PublishMetrics> publish_metrics_;
+  std::unique_ptr<SubscribeMetrics> subscribe_metrics_;
+  std::unique_ptr<MeteredProducer> metered_producer_;
   std::unique_ptr<Subscriptions> subscriptions_;
   std::unique_ptr<EventBusService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::string> addresses_;
   std::thread health_thread_;
+  std::atomic<bool> serving_{false};
+  // Last: stopped first, while everything it reads still exists.
+  std::unique_ptr<MetricsHttpServer> metrics_http_;
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -348,6 +348,21 @@ class SubscribeReactor final
     owner_->Done(this, std::move(consumer));
   }
 
+  // The stream's group label and outstanding deliveries; called by
+  // Subscriptions with its lock held, which keeps the consumer alive (see
+  // OnDone).
+  std::pair<std::string, int64_t> Outstanding() ABSL_LOCKS_EXCLUDED(mu_) {
+    kafka::Consumer* consumer;
+    std::string group;
+    {
+      absl::MutexLock lock(&mu_);
+      consumer = consumer_.get();
+      group = group_label_;
+    }
+    // Not under mu_: the consumer calls this object with its own lock held.
+    return {group, consumer == nullptr ? 0 : consumer->OutstandingDeliveries()};
+  }
+
   uint64_t FirstUnsentId() override {
     absl::MutexLock lock(&mu_);
     return pending_.empty() ? UINT64_MAX : pending_.front().id;
@@ -455,6 +470,13 @@ class SubscribeReactor final
     absl::StatusOr<kafka::GroupConsumerOptions> options =
         ToGroupConsumerOptions(subscription, owner_->options_);
     if (!options.ok()) return options.status();
+    if (owner_->metrics_ != nullptr) {
+      // Lives until this object is deleted, after its consumer closed.
+      observer_ = owner_->metrics_->StreamObserver(options->group);
+      options->observer = observer_.get();
+      absl::MutexLock lock(&mu_);
+      group_label_ = owner_->metrics_->GroupLabel(options->group);
+    }
     {
       absl::MutexLock lock(&mu_);
       if (finishing_ || finish_called_) return absl::OkStatus();
@@ -513,8 +535,12 @@ class SubscribeReactor final
   grpc::ByteBuffer request_bytes_;
   v1::SubscribeRequest request_;
 
+  // Set when subscribing, before the consumer starts.
+  std::unique_ptr<kafka::ConsumerObserver> observer_;
+
   absl::Mutex mu_;
   std::unique_ptr<kafka::Consumer> consumer_ ABSL_GUARDED_BY(mu_);
+  std::string group_label_ ABSL_GUARDED_BY(mu_);
   // Deliveries not yet written, in order.
   std::deque<kafka::Delivery> pending_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::AckError> ack_errors_ ABSL_GUARDED_BY(mu_);
@@ -529,7 +555,8 @@ class SubscribeReactor final
 };
 
 Subscriptions::Subscriptions(kafka::Producer* dead_letters,
-                             SubscribeOptions options)
+                             SubscribeOptions options,
+                             SubscribeMetrics* metrics)
     : Subscriptions(
           [dead_letters](kafka::GroupConsumerOptions consumer,
                          kafka::DeliverySink* sink)
@@ -540,11 +567,14 @@ Subscriptions::Subscriptions(kafka::Producer* dead_letters,
             if (!started.ok()) return started.status();
             return std::unique_ptr<kafka::Consumer>(*std::move(started));
           },
-          std::move(options)) {}
+          std::move(options), metrics) {}
 
 Subscriptions::Subscriptions(ConsumerFactory start_consumer,
-                             SubscribeOptions options)
-    : start_consumer_(std::move(start_consumer)), options_(std::move(options)) {
+                             SubscribeOptions options,
+                             SubscribeMetrics* metrics)
+    : start_consumer_(std::move(start_consumer)),
+      options_(std::move(options)),
+      metrics_(metrics) {
   closer_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "eb-sub-closer");
     CloserLoop();
@@ -606,6 +636,16 @@ bool Subscriptions::WaitClosed(absl::Time deadline) {
     return streams_.empty() && to_close_.empty() && closing_ == 0;
   };
   return mu_.AwaitWithDeadline(absl::Condition(&done), deadline);
+}
+
+std::map<std::string, int64_t> Subscriptions::OutstandingByGroup() {
+  std::map<std::string, int64_t> out;
+  absl::MutexLock lock(&mu_);
+  for (SubscribeReactor* stream : streams_) {
+    auto [group, n] = stream->Outstanding();
+    if (!group.empty()) out[group] += n;
+  }
+  return out;
 }
 
 void Subscriptions::CloserLoop() {

@@ -17,6 +17,7 @@
 #include "eventbus/v1/eventbus.grpc.pb.h"
 #include "kafka/consumer.h"
 #include "kafka/producer.h"
+#include "server/sidecar_metrics.h"
 
 namespace eventbus::server {
 
@@ -79,9 +80,12 @@ class Subscriptions {
  public:
   // Streams of kafka::GroupConsumers, which write dead letters to
   // `dead_letters`; it must outlive this object.
-  Subscriptions(kafka::Producer* dead_letters, SubscribeOptions options);
+  // `metrics`, when set, observes every stream; it must outlive this object.
+  Subscriptions(kafka::Producer* dead_letters, SubscribeOptions options,
+                SubscribeMetrics* metrics = nullptr);
   // Streams of the consumers `start_consumer` starts (tests: fakes).
-  Subscriptions(ConsumerFactory start_consumer, SubscribeOptions options);
+  Subscriptions(ConsumerFactory start_consumer, SubscribeOptions options,
+                SubscribeMetrics* metrics = nullptr);
   // Waits until every consumer is closed.
   ~Subscriptions();
 
@@ -100,6 +104,10 @@ class Subscriptions {
   // `deadline`. Returns true when all are.
   bool WaitClosed(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Deliveries outstanding per consumer group (its metrics label), over the
+  // open streams.
+  std::map<std::string, int64_t> OutstandingByGroup() ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   friend class SubscribeReactor;
   // Called from the stream's OnDone: forgets the stream, and on the closer
@@ -111,6 +119,7 @@ class Subscriptions {
 
   const ConsumerFactory start_consumer_;
   const SubscribeOptions options_;
+  SubscribeMetrics* const metrics_;
 
   absl::Mutex mu_;
   std::set<SubscribeReactor*> streams_ ABSL_GUARDED_BY(mu_);

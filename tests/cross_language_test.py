@@ -31,7 +31,8 @@ def fail(msg):
 
 def start_sidecar(binary, brokers):
     log = tempfile.NamedTemporaryFile(prefix="sidecar-", suffix=".log", delete=False)
-    proc = subprocess.Popen([binary, f"--kafka.brokers={brokers}", "--server.listen=127.0.0.1:0"],
+    proc = subprocess.Popen([binary, f"--kafka.brokers={brokers}", "--server.listen=127.0.0.1:0",
+                             "--server.metrics_listen=127.0.0.1:0"],
                             stdout=log, stderr=subprocess.STDOUT)
     for _ in range(300):
         content = open(log.name, encoding="utf-8", errors="replace").read()

@@ -65,7 +65,8 @@ def main():
         fail(f"only {len(todo)} recipes found")
 
     log = tempfile.NamedTemporaryFile(prefix="sidecar-", suffix=".log", delete=False)
-    proc = subprocess.Popen([sidecar, f"--kafka.brokers={brokers}", "--server.listen=127.0.0.1:0"],
+    proc = subprocess.Popen([sidecar, f"--kafka.brokers={brokers}", "--server.listen=127.0.0.1:0",
+                             "--server.metrics_listen=127.0.0.1:0"],
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         address = None

@@ -1498,6 +1498,7 @@ absl::StatusOr<std::unique_ptr<ChildServer>> StartSidecar(
       name, options.sidecar_binary,
       {absl::StrCat("--kafka.brokers=", options.brokers),
        "--kafka.client_id=eventbus-bench", absl::StrCat("--server.listen=", address),
+       "--server.metrics_listen=127.0.0.1:0",
        absl::StrCat("--events.source=", kSource), "--log.level=warn"},
       address, absl::Seconds(60));
 }

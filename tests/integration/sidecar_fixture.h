@@ -27,6 +27,7 @@ class SidecarFixture : public ::testing::Test {
     server::Config config;
     config.brokers = KafkaBrokers();
     config.listen = {"127.0.0.1:0"};
+    config.metrics_listen = "127.0.0.1:0";
     config.source = "//eventbus/test";
     config.shutdown_grace = absl::Seconds(5);
     if (tweak) tweak(config);

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <iostream>
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -33,10 +35,17 @@ namespace eventbus::testing {
 
 // A child process running eventbus-sidecar (EVENTBUS_SIDECAR_BINARY) with
 // `args`, its stdout and stderr in a file. The destructor kills it if it is
-// still running and prints its log when the test failed.
+// still running and prints its log when the test failed. Unless `args` set
+// server.metrics_listen, the metrics listener takes a free loopback port
+// (tests run side by side).
 class SidecarProcess {
  public:
   explicit SidecarProcess(std::vector<std::string> args) {
+    if (std::none_of(args.begin(), args.end(), [](const std::string& a) {
+          return absl::StartsWith(a, "--server.metrics_listen");
+        })) {
+      args.push_back("--server.metrics_listen=127.0.0.1:0");
+    }
     static int counter = 0;
     log_path_ = absl::StrCat(::testing::TempDir(), "sidecar-", getpid(), "-",
                              counter++, ".log");

@@ -484,10 +484,26 @@ TEST_F(ConfigTest, BadStringsAndLists) {
   status = LoadError({"--server.listen=a:1,b:70000"});
   EXPECT_THAT(Message(status), HasSubstr("\"b:70000\" is not host:port"));
 
+  status = LoadError({"--server.metrics_listen=unix:/tmp/m.sock"});
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Message(status),
+              HasSubstr("server.metrics_listen (flag --server.metrics_listen)"));
+  EXPECT_THAT(Message(status), HasSubstr("or empty for off"));
+
   status = LoadError({"--events.structured_topics=ok,not ok"});
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(Message(status), HasSubstr("events.structured_topics"));
   EXPECT_THAT(Message(status), HasSubstr("not a Kafka topic name"));
+}
+
+TEST_F(ConfigTest, EmptyMetricsListenTurnsTheListenerOff) {
+  absl::StatusOr<Config> config =
+      LoadConfig({"--server.metrics_listen="}, {});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->metrics_listen, "");
+  config = LoadConfig({}, {{"EVENTBUS_SERVER_METRICS_LISTEN", "127.0.0.1:0"}});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->metrics_listen, "127.0.0.1:0");
 }
 
 TEST_F(ConfigTest, ListForSingleValueKeyInFile) {

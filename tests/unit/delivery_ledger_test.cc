@@ -369,6 +369,52 @@ TEST_F(DeliveryLedgerTest, EventWhoseLastAttemptTimesOutIsDeadLettered) {
   ExpectIdle();
 }
 
+// --- Observer (metrics) ---------------------------------------------------------
+
+// Records what the ledger tells its observer, as "event offset" lines.
+class RecordingObserver final : public ConsumerObserver {
+ public:
+  void Delivered(const InboundRecord& r, int attempt, absl::Time) override {
+    log.push_back(absl::StrCat("delivered ", r.offset, " attempt ", attempt));
+  }
+  void Acked(const InboundRecord& r, absl::Duration since) override {
+    log.push_back(absl::StrCat("acked ", r.offset, " after ", absl::FormatDuration(since)));
+  }
+  void Nacked(const InboundRecord& r) override {
+    log.push_back(absl::StrCat("nacked ", r.offset));
+  }
+  void Redelivering(const InboundRecord& r, RedeliveryReason why) override {
+    log.push_back(absl::StrCat("redelivering ", r.offset,
+                               why == RedeliveryReason::kNack ? " nack" : " deadline"));
+  }
+  void DeadLettered(const InboundRecord& r) override {
+    log.push_back(absl::StrCat("dead-lettered ", r.offset));
+  }
+  std::vector<std::string> log;
+};
+
+TEST_F(DeliveryLedgerTest, ObserverHearsOfEveryDeliveryAckNackRedeliveryAndDeadLetter) {
+  RecordingObserver observer;
+  GroupConsumerOptions o = Options();
+  o.max_delivery_attempts = 2;
+  o.observer = &observer;
+  Start(o);
+  std::vector<Delivery> d = OfferRange(kP0, 0, 3);
+  now_ += absl::Milliseconds(250);
+  EXPECT_THAT(Ack({d[0].id}), IsEmpty());
+  EXPECT_THAT(Nack({d[1].id}, absl::ZeroDuration()), IsEmpty());
+  const Delivery again = One(Tick(absl::ZeroDuration()));
+  // Offset 2's deadline (10 s after t=0) passes, not yet the redelivery's.
+  EXPECT_THAT(Tick(absl::Seconds(9.8)), IsEmpty());
+  EXPECT_THAT(Nack({again.id}, absl::ZeroDuration()), IsEmpty());  // its last attempt
+  Written(OneWrite().ticket);
+  EXPECT_THAT(observer.log,
+              ElementsAre("delivered 0 attempt 1", "delivered 1 attempt 1",
+                          "delivered 2 attempt 1", "acked 0 after 250ms",
+                          "nacked 1", "redelivering 1 nack", "delivered 1 attempt 2",
+                          "redelivering 2 deadline", "nacked 1", "dead-lettered 1"));
+}
+
 TEST_F(DeliveryLedgerTest, DeadLetterQueuesTheWriteAtOnceWithTheSubscribersReason) {
   Start();
   std::vector<Delivery> d = OfferRange(kP0, 0, 3);
