@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/clock.h"
+#include "kafka/rdkafka_stats.h"
 #include "kafka/record.h"
 
 namespace eventbus::kafka {
@@ -71,6 +72,11 @@ class ConsumerObserver {
                             RedeliveryReason reason) = 0;
   // Written to the dead-letter topic.
   virtual void DeadLettered(const InboundRecord& record) = 0;
+  // The lag of the partitions this member fetches, from librdkafka's
+  // statistics (every statistics.interval.ms of the consumer properties),
+  // on the consumer's thread. A partition missing from `lags` is no longer
+  // this member's (or its lag is not known yet).
+  virtual void PartitionLags(const std::vector<PartitionLag>& lags) {}
 };
 
 enum class StartPosition { kLatest, kEarliest, kTime };

@@ -10,6 +10,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/trace_context.h"
 #include "kafka/rdkafka_producer.h"
 
 namespace eventbus::kafka {
@@ -111,6 +112,9 @@ absl::Status GroupConsumer::Init() {
   if (!conf.ok()) return conf.status();
   rd_kafka_conf_set_opaque(conf->get(), this);
   rd_kafka_conf_set_rebalance_cb(conf->get(), &GroupConsumer::RebalanceCallback);
+  if (options_.observer != nullptr) {
+    rd_kafka_conf_set_stats_cb(conf->get(), &GroupConsumer::StatsCallback);
+  }
   char errstr[512];
   rk_.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf->get(), errstr, sizeof(errstr)));
   if (rk_ == nullptr) {
@@ -298,6 +302,15 @@ void GroupConsumer::OnMessage(const rd_kafka_message_t* msg) {
   ledger_.Offer(std::move(record), Now());
 }
 
+int GroupConsumer::StatsCallback(rd_kafka_t*, char* json, size_t json_len,
+                                 void* opaque) noexcept {
+  auto* self = static_cast<GroupConsumer*>(opaque);
+  absl::StatusOr<RdKafkaStats> stats =
+      ParseRdKafkaStats(absl::string_view(json, json_len));
+  if (stats.ok()) self->options_.observer->PartitionLags(stats->lags);
+  return 0;  // librdkafka frees `json`
+}
+
 std::string GroupConsumer::DeadLetterTopic(absl::string_view topic) const {
   return options_.dead_letter_topic.empty()
              ? absl::StrCat(topic, options_.dead_letter_suffix)
@@ -336,19 +349,34 @@ void GroupConsumer::WriteDeadLetters(
   }
 }
 
+namespace {
+
+// " trace <id>" for a record with a valid ce_traceparent header, else "":
+// log lines about an event name its trace.
+std::string TraceSuffix(const InboundRecord& record) {
+  for (const HeaderView& h : record.headers) {
+    if (h.name != "ce_traceparent") continue;
+    const absl::string_view id = common::TraceIdOf(h.value);
+    if (!id.empty()) return absl::StrCat(" trace ", id);
+  }
+  return "";
+}
+
+}  // namespace
+
 void GroupConsumer::OnDeadLettered(const DeliveryLedger::DeadLetterWrite& write,
                                    absl::Status status) {
   const InboundRecord& record = *write.record;
   if (status.ok()) {
-    spdlog::info("group {}: {} offset {} sent to {} after {} attempts: {}",
+    spdlog::info("group {}: {} offset {}{} sent to {} after {} attempts: {}",
                  options_.group, PartitionName(record.topic, record.partition),
-                 record.offset, DeadLetterTopic(record.topic), write.attempts,
-                 write.reason);
+                 record.offset, TraceSuffix(record),
+                 DeadLetterTopic(record.topic), write.attempts, write.reason);
   } else {
-    spdlog::warn("group {}: dead-letter write for {} offset {} failed ({}); "
+    spdlog::warn("group {}: dead-letter write for {} offset {}{} failed ({}); "
                  "retrying",
                  options_.group, PartitionName(record.topic, record.partition),
-                 record.offset, status.ToString());
+                 record.offset, TraceSuffix(record), status.ToString());
   }
   absl::MutexLock lock(&mu_);
   // Wake while the count still holds Close back: once it drops, this

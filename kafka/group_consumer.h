@@ -78,6 +78,8 @@ class GroupConsumer final : public Consumer {
   static void RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                                 rd_kafka_topic_partition_list_t* partitions,
                                 void* opaque) noexcept;
+  static int StatsCallback(rd_kafka_t* rk, char* json, size_t json_len,
+                           void* opaque) noexcept;
   void OnAssign(rd_kafka_topic_partition_list_t* partitions);
   void OnRevoke(rd_kafka_topic_partition_list_t* partitions, bool lost);
   void OnMessage(const rd_kafka_message_t* msg);

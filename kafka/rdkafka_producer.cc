@@ -100,6 +100,9 @@ absl::StatusOr<RdKafkaProducer::Handle> RdKafkaProducer::NewHandle() {
   rd_kafka_conf_set_opaque(conf->get(), this);
   rd_kafka_conf_set_dr_msg_cb(conf->get(), &RdKafkaProducer::DeliveryReport);
   rd_kafka_conf_set_error_cb(conf->get(), &RdKafkaProducer::ErrorCallback);
+  if (options_.on_statistics) {
+    rd_kafka_conf_set_stats_cb(conf->get(), &RdKafkaProducer::StatsCallback);
+  }
   char errstr[512];
   rd_kafka_t* rk =
       rd_kafka_new(RD_KAFKA_PRODUCER, conf->get(), errstr, sizeof(errstr));
@@ -413,6 +416,15 @@ void RdKafkaProducer::MonitorLoop() {
       return;
     }
   }
+}
+
+int RdKafkaProducer::StatsCallback(rd_kafka_t*, char* json, size_t json_len,
+                                   void* opaque) noexcept {
+  auto* self = static_cast<RdKafkaProducer*>(opaque);
+  absl::StatusOr<RdKafkaStats> stats =
+      ParseRdKafkaStats(absl::string_view(json, json_len));
+  if (stats.ok()) self->options_.on_statistics(*stats);
+  return 0;  // librdkafka frees `json`
 }
 
 RdKafkaProducer::Queues RdKafkaProducer::QueueDepths() const {

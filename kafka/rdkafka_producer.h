@@ -3,20 +3,22 @@
 #include <atomic>
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "kafka/producer.h"
 #include "kafka/rdkafka_handles.h"
+#include "kafka/rdkafka_stats.h"
 
 namespace eventbus::kafka {
 
@@ -29,6 +31,9 @@ struct ProducerOptions {
   size_t max_waiting_bytes = 64u << 20;
   // How often the producer checks that a broker answers.
   absl::Duration connect_check_interval = absl::Seconds(1);
+  // Called with librdkafka's statistics every statistics.interval.ms (a
+  // property; 0 or unset: never), on the poll thread. May be empty.
+  std::function<void(const RdKafkaStats&)> on_statistics;
 };
 
 // The librdkafka producer behind the Producer interface.
@@ -103,6 +108,8 @@ class RdKafkaProducer final : public Producer {
 
   static void DeliveryReport(rd_kafka_t* rk, const rd_kafka_message_t* msg,
                              void* opaque) noexcept;
+  static int StatsCallback(rd_kafka_t* rk, char* json, size_t json_len,
+                           void* opaque) noexcept;
   static void ErrorCallback(rd_kafka_t* rk, int err, const char* reason,
                             void* opaque) noexcept;
 

@@ -46,7 +46,9 @@ class EventBusService::StreamReactor final
                                      v1::PublishBatchResponse> {
  public:
   StreamReactor(EventBusService* service, grpc::CallbackServerContext* context)
-      : service_(service), context_(context) {}
+      : service_(service),
+        context_(context),
+        trace_(CallTraceContext(*context)) {}
 
   void Start() {
     service_->Register(this);
@@ -81,7 +83,7 @@ class EventBusService::StreamReactor final
     for (v1::PublishRequest& req : *request_.mutable_requests()) {
       absl::StatusOr<kafka::Record> record =
           draining ? absl::StatusOr<kafka::Record>(ShuttingDown())
-                   : service_->Encode(req);
+                   : service_->Encode(req, trace_);
       absl::Status status = record.status();
       // The result, its strings moved out of the request (done with once
       // encoded). Owned by the delivery callback once the producer took the
@@ -218,6 +220,9 @@ class EventBusService::StreamReactor final
 
   EventBusService* const service_;
   grpc::CallbackServerContext* const context_;
+  // The call's trace context, given to every event of the stream that has
+  // none of its own.
+  const TraceContext trace_;
   // Target of StartRead; touched only between StartRead and OnReadDone.
   v1::PublishBatchRequest request_;
   // One for gRPC (released in OnDone) plus one per event handed to Kafka.
@@ -274,8 +279,22 @@ absl::Time EventBusService::ProduceDeadline(
                   now + options_.publish_timeout);
 }
 
+TraceContext EventBusService::CallTraceContext(
+    const grpc::CallbackServerContext& context) {
+  TraceContext trace;
+  const auto& metadata = context.client_metadata();
+  if (auto it = metadata.find("traceparent"); it != metadata.end()) {
+    trace.traceparent.assign(it->second.data(), it->second.size());
+  }
+  if (auto it = metadata.find("tracestate"); it != metadata.end()) {
+    trace.tracestate.assign(it->second.data(), it->second.size());
+  }
+  return trace;
+}
+
 absl::StatusOr<kafka::Record> EventBusService::Encode(
-    v1::PublishRequest& request) const {
+    v1::PublishRequest& request, const TraceContext& trace) const {
+  ApplyTraceContext(trace, request.mutable_event());
   absl::Status status =
       PrepareRequest(request, options_.default_source, absl::Now());
   if (!status.ok()) return status;
@@ -308,7 +327,8 @@ grpc::ServerUnaryReactor* EventBusService::Publish(
   v1::PublishRequest req = *request;
   response->set_correlation_id(req.correlation_id());
   response->set_topic(req.topic());
-  absl::StatusOr<kafka::Record> record = Encode(req);
+  absl::StatusOr<kafka::Record> record =
+      Encode(req, CallTraceContext(*context));
   response->set_event_id(req.event().id());
   absl::Status status = record.status();
   if (status.ok()) {
@@ -356,12 +376,13 @@ grpc::ServerUnaryReactor* EventBusService::PublishBatch(
   response->mutable_responses()->Reserve(n);
   for (int i = 0; i < n; ++i) response->add_responses();
   const absl::Time deadline = ProduceDeadline(*context);
+  const TraceContext trace = CallTraceContext(*context);
   for (int i = 0; i < n; ++i) {
     v1::PublishRequest req = request->requests(i);
     v1::PublishResponse* r = response->mutable_responses(i);
     r->set_correlation_id(req.correlation_id());
     r->set_topic(req.topic());
-    absl::StatusOr<kafka::Record> record = Encode(req);
+    absl::StatusOr<kafka::Record> record = Encode(req, trace);
     // Written before the event is produced, so a fast delivery cannot race.
     r->set_event_id(req.event().id());
     absl::Status status = record.status();

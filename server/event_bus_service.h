@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "eventbus/v1/eventbus.grpc.pb.h"
 #include "kafka/producer.h"
+#include "server/event_codec.h"
 #include "server/sidecar_metrics.h"
 #include "server/subscribe_reactor.h"
 
@@ -87,13 +88,18 @@ class EventBusService final : public EventBusCallbackService {
  private:
   class StreamReactor;
 
-  // Checks `request`, fills in its event's defaults and encodes it.
-  absl::StatusOr<kafka::Record> Encode(v1::PublishRequest& request) const;
+  // Checks `request`, fills in its event's defaults (and the call's trace
+  // context) and encodes it.
+  absl::StatusOr<kafka::Record> Encode(v1::PublishRequest& request,
+                                       const TraceContext& trace) const;
   // Hands `record` to the producer. On OK, `done` is called later with the
   // outcome, on the producer's thread; otherwise `done` is not called and
   // the status says why the event was refused.
   absl::Status Produce(kafka::Record record, absl::Time deadline,
                        kafka::DeliveryCallback done);
+  // The trace context in a call's metadata (traceparent, tracestate).
+  static TraceContext CallTraceContext(
+      const grpc::CallbackServerContext& context);
   // The deadline to give the producer for a call with `context`.
   absl::Time ProduceDeadline(const grpc::CallbackServerContext& context) const;
 

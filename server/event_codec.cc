@@ -1,5 +1,6 @@
 #include "server/event_codec.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <ctime>
@@ -12,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/json_text.h"
+#include "common/trace_context.h"
 
 namespace eventbus::server {
 
@@ -440,6 +442,19 @@ bool ParseRfc3339(absl::string_view text, absl::Time* t, std::string* err) {
   // delivered event.
   if (ParseRfc3339Fast(text, t)) return true;
   return absl::ParseTime(absl::RFC3339_full, text, t, err);
+}
+
+void ApplyTraceContext(const TraceContext& trace, v1::Event* event) {
+  if (trace.traceparent.empty() ||
+      common::TraceIdOf(trace.traceparent).empty() ||
+      event->extensions().contains("traceparent")) {
+    return;
+  }
+  auto& ext = *event->mutable_extensions();
+  ext["traceparent"] = trace.traceparent;
+  if (!trace.tracestate.empty() && !ext.contains("tracestate")) {
+    ext["tracestate"] = trace.tracestate;
+  }
 }
 
 std::string NewUuid() {

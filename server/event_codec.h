@@ -103,6 +103,17 @@ std::string FormatRfc3339(absl::Time t);
 // or 't', 'Z' or 'z'); on failure returns false and says why in `*err`.
 bool ParseRfc3339(absl::string_view text, absl::Time* t, std::string* err);
 
+// W3C trace context (https://www.w3.org/TR/trace-context/) as the CloudEvents
+// distributed tracing extension carries it: the extensions "traceparent" and
+// "tracestate", on Kafka the headers ce_traceparent and ce_tracestate.
+struct TraceContext {
+  std::string traceparent;  // empty: none
+  std::string tracestate;
+};
+// Gives the event the call's trace context when it has none of its own
+// (an invalid traceparent in the call is ignored, as W3C asks).
+void ApplyTraceContext(const TraceContext& trace, v1::Event* event);
+
 // A random (version 4) UUID in its canonical text form.
 std::string NewUuid();
 

@@ -75,6 +75,9 @@ std::map<std::string, std::string> ProducerProperties(const Config& config) {
       // Measured in FaultTest.BrokerPausedForThirtySecondsUnderLoad: acks
       // 15-30 s into the hang went from 13 to ~10,000.
       {"socket.timeout.ms", "10000"},
+      // librdkafka's statistics every 5 s feed the broker metrics
+      // (eventbus_kafka_broker_*); 0 turns them off.
+      {"statistics.interval.ms", "5000"},
   };
   for (const auto& [name, value] : config.producer_properties) {
     props[name] = value;
@@ -84,8 +87,12 @@ std::map<std::string, std::string> ProducerProperties(const Config& config) {
 
 SubscribeOptions SubscribeOptionsFor(const Config& config) {
   SubscribeOptions options;
-  options.consumer_properties = {{"bootstrap.servers", config.brokers},
-                                 {"client.id", config.client_id}};
+  options.consumer_properties = {
+      {"bootstrap.servers", config.brokers},
+      {"client.id", config.client_id},
+      // Statistics every 5 s feed the lag metric
+      // (eventbus_subscribe_lag_records); 0 turns it off.
+      {"statistics.interval.ms", "5000"}};
   for (const auto& [name, value] : config.consumer_properties) {
     options.consumer_properties[name] = value;
   }
@@ -120,6 +127,11 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
   producer_options.properties = ProducerProperties(config);
   producer_options.max_waiting_bytes =
       static_cast<size_t>(config.max_buffered_bytes);
+  sidecar->broker_metrics_ = std::make_unique<BrokerMetrics>(sidecar->metrics_);
+  producer_options.on_statistics =
+      [metrics = sidecar->broker_metrics_.get()](const kafka::RdKafkaStats& s) {
+        metrics->Update(s);
+      };
   absl::StatusOr<std::unique_ptr<kafka::RdKafkaProducer>> producer =
       kafka::RdKafkaProducer::Create(std::move(producer_options));
   if (!producer.ok()) {

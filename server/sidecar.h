@@ -64,6 +64,7 @@ class Sidecar {
 
   const Config config_;
   common::Registry metrics_;
+  std::unique_ptr<BrokerMetrics> broker_metrics_;
   std::unique_ptr<kafka::RdKafkaProducer> producer_;
   std::unique_ptr<PublishMetrics> publish_metrics_;
   std::unique_ptr<SubscribeMetrics> subscribe_metrics_;

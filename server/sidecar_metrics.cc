@@ -170,7 +170,13 @@ SubscribeMetrics::SubscribeMetrics(common::Registry& registry)
       ack_latency_(registry.AddHistogram(
           "eventbus_subscribe_ack_latency_seconds",
           "From a delivery to the client's ack.", {"group", "topic"},
-          &common::LatencySecondsBuckets())) {}
+          &common::LatencySecondsBuckets())),
+      lag_(registry.AddGauge(
+          "eventbus_subscribe_lag_records",
+          "Consumer lag: the partition's high watermark minus the group's "
+          "committed offset, for the partitions this sidecar's Subscribe "
+          "streams fetch.",
+          {"group", "topic", "partition"})) {}
 
 std::string SubscribeMetrics::GroupLabel(absl::string_view group) {
   absl::MutexLock lock(&mu_);
@@ -199,7 +205,32 @@ class SubscribeMetrics::Stream final : public kafka::ConsumerObserver {
         open_(owner->streams_.With({group_})) {
     open_.Add(1);
   }
-  ~Stream() override { open_.Add(-1); }
+  ~Stream() override {
+    open_.Add(-1);
+    PartitionLags({});
+  }
+
+  void PartitionLags(const std::vector<kafka::PartitionLag>& lags) override {
+    std::set<std::vector<std::string>> now;
+    for (const kafka::PartitionLag& l : lags) {
+      now.insert({group_, l.topic, absl::StrCat(l.partition)});
+    }
+    absl::MutexLock lock(&owner_->mu_);
+    for (const kafka::PartitionLag& l : lags) {
+      const std::string partition = absl::StrCat(l.partition);
+      owner_->lag_owners_[{group_, l.topic, partition}] = this;
+      owner_->lag_.With({group_, l.topic, partition})
+          .Set(static_cast<double>(l.lag));
+    }
+    for (const auto& key : reported_) {
+      if (now.count(key)) continue;
+      auto it = owner_->lag_owners_.find(key);
+      if (it == owner_->lag_owners_.end() || it->second != this) continue;
+      owner_->lag_owners_.erase(it);
+      owner_->lag_.Remove(std::vector<absl::string_view>(key.begin(), key.end()));
+    }
+    reported_ = std::move(now);
+  }
 
   void Delivered(const kafka::InboundRecord& record, int attempt,
                  absl::Time now) override {
@@ -270,6 +301,8 @@ class SubscribeMetrics::Stream final : public kafka::ConsumerObserver {
   SubscribeMetrics* const owner_;
   const std::string group_;
   common::Gauge& open_;
+  // The lag series it set last ({group, topic, partition}).
+  std::set<std::vector<std::string>> reported_;
   // A stream's topics are the ones it subscribed to: few. node_hash_map:
   // last_ and last_topic_ stay valid as it grows.
   absl::node_hash_map<std::string, Series> topics_;
@@ -280,6 +313,63 @@ class SubscribeMetrics::Stream final : public kafka::ConsumerObserver {
 std::unique_ptr<kafka::ConsumerObserver> SubscribeMetrics::StreamObserver(
     absl::string_view group) {
   return std::make_unique<Stream>(this, GroupLabel(group));
+}
+
+// ---- brokers ----
+
+BrokerMetrics::BrokerMetrics(common::Registry& registry)
+    : up_(registry.AddGauge("eventbus_kafka_broker_up",
+                            "1 while the producer is connected to the broker.",
+                            {"broker"})),
+      rtt_avg_(registry.AddGauge(
+          "eventbus_kafka_broker_rtt_avg_seconds",
+          "Average request round-trip time to the broker (librdkafka "
+          "statistics, last interval).",
+          {"broker"})),
+      rtt_p99_(registry.AddGauge(
+          "eventbus_kafka_broker_rtt_p99_seconds",
+          "99th percentile request round-trip time to the broker (last "
+          "interval).",
+          {"broker"})),
+      outbuf_(registry.AddGauge("eventbus_kafka_broker_outbuf_requests",
+                                "Requests waiting to be sent to the broker.",
+                                {"broker"})),
+      waitresp_(registry.AddGauge(
+          "eventbus_kafka_broker_waitresp_requests",
+          "Requests sent to the broker, waiting for its response.",
+          {"broker"})),
+      retries_(registry.AddSampledCounter(
+          "eventbus_kafka_broker_retries_total",
+          "Requests sent to the broker again.", {"broker"})),
+      timeouts_(registry.AddSampledCounter(
+          "eventbus_kafka_broker_timeouts_total",
+          "Requests to the broker that timed out.", {"broker"})),
+      disconnects_(registry.AddSampledCounter(
+          "eventbus_kafka_broker_disconnects_total",
+          "Connections to the broker that were lost.", {"broker"})) {
+  families_ = {&up_,      &rtt_avg_,  &rtt_p99_, &outbuf_,
+               &waitresp_, &retries_, &timeouts_, &disconnects_};
+}
+
+void BrokerMetrics::Update(const kafka::RdKafkaStats& stats) {
+  std::set<std::string, std::less<>> listed;
+  for (const kafka::BrokerStats& b : stats.brokers) {
+    listed.insert(b.name);
+    const absl::string_view broker = b.name;
+    up_.With({broker}).Set(b.up ? 1 : 0);
+    rtt_avg_.With({broker}).Set(b.rtt_avg_seconds);
+    rtt_p99_.With({broker}).Set(b.rtt_p99_seconds);
+    outbuf_.With({broker}).Set(static_cast<double>(b.outbuf_requests));
+    waitresp_.With({broker}).Set(static_cast<double>(b.waitresp_requests));
+    retries_.With({broker}).Set(static_cast<double>(b.retries));
+    timeouts_.With({broker}).Set(static_cast<double>(b.timeouts));
+    disconnects_.With({broker}).Set(static_cast<double>(b.disconnects));
+  }
+  for (common::Family<common::Gauge>* f : families_) {
+    f->RemoveIf([&listed](absl::Span<const std::string> labels) {
+      return listed.count(labels[0]) == 0;
+    });
+  }
 }
 
 // ---- gRPC ----

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -106,6 +107,9 @@ inline constexpr size_t kMaxGroupLabels = 1000;
 //   eventbus_subscribe_delivery_latency_seconds{group,topic}  record time to
 //       first delivery (the consumer latency)
 //   eventbus_subscribe_ack_latency_seconds{group,topic}   delivery to ack
+//   eventbus_subscribe_lag_records{group,topic,partition} the backlog: high
+//       watermark minus the group's committed offset, for the partitions
+//       this sidecar's streams fetch (from librdkafka's statistics)
 class SubscribeMetrics {
  public:
   explicit SubscribeMetrics(common::Registry& registry);
@@ -132,9 +136,42 @@ class SubscribeMetrics {
   common::Family<common::Gauge>& outstanding_;
   common::Family<common::Histogram>& delivery_latency_;
   common::Family<common::Histogram>& ack_latency_;
+  common::Family<common::Gauge>& lag_;
 
   absl::Mutex mu_;
   std::set<std::string, std::less<>> groups_ ABSL_GUARDED_BY(mu_);
+  // Which stream last reported each partition's lag: a partition moves
+  // between a group's streams in a rebalance, and only its current owner
+  // may drop its series.
+  std::map<std::vector<std::string>, const Stream*> lag_owners_
+      ABSL_GUARDED_BY(mu_);
+};
+
+// The producer's view of the Kafka brokers, from librdkafka's statistics:
+//   eventbus_kafka_broker_up{broker}                1 while connected
+//   eventbus_kafka_broker_rtt_avg_seconds{broker}   request round trip
+//   eventbus_kafka_broker_rtt_p99_seconds{broker}
+//   eventbus_kafka_broker_outbuf_requests{broker}   waiting to be sent
+//   eventbus_kafka_broker_waitresp_requests{broker} waiting for an answer
+//   eventbus_kafka_broker_retries_total{broker}     requests sent again
+//   eventbus_kafka_broker_timeouts_total{broker}
+//   eventbus_kafka_broker_disconnects_total{broker}
+class BrokerMetrics {
+ public:
+  explicit BrokerMetrics(common::Registry& registry);
+  // Replaces what the last statistics said; brokers no longer listed go.
+  void Update(const kafka::RdKafkaStats& stats);
+
+ private:
+  std::vector<common::Family<common::Gauge>*> families_;
+  common::Family<common::Gauge>& up_;
+  common::Family<common::Gauge>& rtt_avg_;
+  common::Family<common::Gauge>& rtt_p99_;
+  common::Family<common::Gauge>& outbuf_;
+  common::Family<common::Gauge>& waitresp_;
+  common::Family<common::Gauge>& retries_;
+  common::Family<common::Gauge>& timeouts_;
+  common::Family<common::Gauge>& disconnects_;
 };
 
 // Counts gRPC calls as they end, eventbus_grpc_handled_total{method,code},

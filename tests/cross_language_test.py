@@ -20,6 +20,9 @@ import time
 import uuid
 
 DEFAULT_PAIRS = ["python:go", "go:python", "node:java", "java:node", "python:java", "node:go"]
+# Pairs whose publisher sends a W3C traceparent in the call's metadata: every
+# event must arrive with it as its traceparent extension.
+TRACED = {"python:go"}
 COUNT = 25
 COMPARED = ("id", "type", "source", "subject", "data_content_type", "data", "extensions", "key")
 
@@ -73,10 +76,13 @@ def main():
             pub, sub = pair.split(":")
             topic = f"users-{pub}-{sub}-{uuid.uuid4().hex[:8]}"
             run_id = uuid.uuid4().hex[:8]
+            traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01" if pair in TRACED else ""
             try:
                 published = run(repo, pub, "publisher",
                                 ["--address", address, "--topic", topic, "--count", str(COUNT),
-                                 "--run-id", run_id], timeout=300)
+                                 "--run-id", run_id]
+                                + (["--traceparent", traceparent] if traceparent else []),
+                                timeout=300)
                 received = run(repo, sub, "subscriber",
                                ["--address", address, "--topic", topic, "--group", f"notify-{run_id}",
                                 "--count", str(COUNT), "--timeout-seconds", "90"], timeout=300)
@@ -86,6 +92,9 @@ def main():
                 if len(received) != COUNT:
                     problems.append(f"{sub} processed {len(received)} of {COUNT}")
                 want = {e["id"]: {k: e.get(k) for k in COMPARED} for e in published}
+                if traceparent:
+                    for w in want.values():
+                        w["extensions"] = {**(w["extensions"] or {}), "traceparent": traceparent}
                 got = {e["id"]: {k: e.get(k) for k in COMPARED} for e in received}
                 for event_id, w in want.items():
                     g = got.get(event_id)
@@ -100,7 +109,8 @@ def main():
                     print(f"FAIL {pub} -> {sub}:\n  " + "\n  ".join(problems[:10]))
                 else:
                     passed += 1
-                    print(f"ok   {pub} -> {sub}: {COUNT} user.registered events arrived equal")
+                    print(f"ok   {pub} -> {sub}: {COUNT} user.registered events arrived equal"
+                          + (f", each with the call's traceparent {traceparent}" if traceparent else ""))
             except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
                 failed += 1
                 print(f"FAIL {pub} -> {sub}: {e}")

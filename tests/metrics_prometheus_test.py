@@ -9,6 +9,7 @@ happened. `promtool check metrics` must accept the exposition, and /healthz
 and /readyz must answer.
 
 Usage: metrics_prometheus_test.py SIDECAR CLI PROMETHEUS_BIN_DIR REPO
+Needs TEST_KAFKA_BROKERS and GRPCURL (deploy/test.sh sets both).
 """
 import json
 import os
@@ -29,6 +30,7 @@ SUCCESS_RATE = ('sum(rate(eventbus_publish_events_total{code="OK"}[5m]))\n'
                 '  / sum(rate(eventbus_publish_events_total[5m]))')
 PUBLISH_P99 = ('histogram_quantile(0.99,\n'
                '  sum by (le) (rate(eventbus_publish_latency_seconds_bucket[5m])))')
+BACKLOG = 'sum by (group, topic) (eventbus_subscribe_lag_records)'
 CONSUMER_P99 = ('histogram_quantile(0.99,\n'
                 '  sum by (le, group) (rate(eventbus_subscribe_delivery_latency_seconds_bucket[5m])))')
 MAX_EVENT_BYTES = 1000
@@ -93,13 +95,16 @@ def main():
     brokers = os.environ.get("TEST_KAFKA_BROKERS", "")
     if not brokers:
         fail("TEST_KAFKA_BROKERS is not set (deploy/test.sh sets it)")
+    grpcurl = os.environ.get("GRPCURL", "")
+    if not os.access(grpcurl, os.X_OK):
+        fail(f"GRPCURL={grpcurl!r} is not an executable grpcurl (deploy/install-deps.sh installs it)")
     prometheus = os.path.join(prom_dir, "prometheus")
     promtool = os.path.join(prom_dir, "promtool")
     for tool in (prometheus, promtool):
         if not os.access(tool, os.X_OK):
             fail(f"{tool} is missing (deploy/install-deps.sh unpacks Debian's prometheus package)")
     docs = open(os.path.join(repo, "docs", "operations.md"), encoding="utf-8").read()
-    for q in (SUCCESS_RATE, PUBLISH_P99, CONSUMER_P99):
+    for q in (SUCCESS_RATE, PUBLISH_P99, CONSUMER_P99, BACKLOG):
         if q not in docs:
             fail(f"docs/operations.md no longer documents the query:\n{q}")
 
@@ -110,7 +115,10 @@ def main():
         log = open(os.path.join(work, "sidecar.log"), "w")
         sidecar = subprocess.Popen(
             [sidecar_bin, f"--kafka.brokers={brokers}", "--server.listen=127.0.0.1:0",
-             "--server.metrics_listen=127.0.0.1:0", f"--limits.max_event_bytes={MAX_EVENT_BYTES}"],
+             "--server.metrics_listen=127.0.0.1:0", f"--limits.max_event_bytes={MAX_EVENT_BYTES}",
+             # Statistics (broker metrics, lag) every second instead of 5.
+             "--kafka.producer.statistics.interval.ms=1000",
+             "--kafka.consumer.statistics.interval.ms=1000"],
             stdout=log, stderr=subprocess.STDOUT)
         procs.append(sidecar)
 
@@ -253,6 +261,52 @@ def main():
                      'process_start_time_seconds > 1.7e9'):
             if not query(prom, expr):
                 fail(f"{expr} returned nothing")
+        if not query(prom, 'eventbus_kafka_broker_up == 1'):
+            fail("no broker is up in eventbus_kafka_broker_up: "
+                 f"{query(prom, 'eventbus_kafka_broker_up')}")
+
+        # The backlog. The subscriber's group committed all 400 events and
+        # its stream ended: no lag series. Then 50 more events, and a stream
+        # of the same group that takes 10 deliveries and acks none: the
+        # group lags 50 events behind, 10 of them outstanding.
+        time.sleep(2.5)
+        if any(labels.get("group") == group for labels, _ in query(prom, BACKLOG)):
+            fail(f"{group} has a lag series with no stream open")
+        code, err = publish(cli, address, topic, small, 50)
+        if code != 0:
+            fail(f"publishing 50 more events failed:\n{err}")
+        stream_out = open(os.path.join(work, "grpcurl.out"), "w")
+        stream = subprocess.Popen([grpcurl, "-plaintext", "-d", "@", address,
+                                   "eventbus.v1.EventBus/Subscribe"],
+                                  stdin=subprocess.PIPE, stdout=stream_out, stderr=subprocess.STDOUT)
+        procs.append(stream)
+        stream.stdin.write(json.dumps({"subscription": {
+            "topics": [topic], "group": group, "max_outstanding_messages": 10}}).encode() + b"\n")
+        stream.stdin.flush()
+
+        def backlog():
+            return any(labels.get("group") == group and labels.get("topic") == topic and v == 50
+                       for labels, v in query(prom, BACKLOG))
+        wait_for(f"the backlog query to show 50 for {group}", backlog)
+        outstanding = scalar(prom, f'eventbus_subscribe_outstanding_deliveries{{group="{group}"}}')
+        if outstanding != 10:
+            fail(f"eventbus_subscribe_outstanding_deliveries {outstanding}, want 10")
+        print(f"backlog: {group} lags 50 events with 10 outstanding")
+
+        # Every query of the Grafana dashboard, as Grafana would send it.
+        dashboard = json.load(open(os.path.join(repo, "deploy", "observability",
+                                                "eventbus-dashboard.json")))
+        checked = 0
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$__rate_interval", "1m").replace("$group", ".*")
+                if not query(prom, expr):
+                    fail(f"dashboard panel {panel['title']!r}: {target['expr']!r} returned nothing")
+                checked += 1
+        print(f"dashboard: all {checked} queries of {len(dashboard['panels'])} panels returned data")
+        stream.stdin.close()
+        stream.wait(timeout=30)
+
         print("prometheus: every query returned what happened")
 
         # promtool's lint of the exposition.

@@ -28,6 +28,9 @@ def main() -> int:
     p.add_argument("--topic", required=True)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--run-id", default=secrets.token_hex(4), help="default: random hex")
+    p.add_argument("--traceparent", default="",
+                   help="W3C trace context to send in the call's metadata, as a tracing "
+                        "library would; the sidecar gives it to every event (ce_traceparent)")
     a = p.parse_args()
 
     requests = []
@@ -59,7 +62,8 @@ def main() -> int:
         stub = pb_grpc.EventBusStub(channel)
         try:
             # Results may come in any order: match them by correlation_id.
-            for response in stub.PublishStream(batches()):
+            metadata = [("traceparent", a.traceparent)] if a.traceparent else None
+            for response in stub.PublishStream(batches(), metadata=metadata):
                 for r in response.responses:
                     results[r.correlation_id] = r
         except grpc.RpcError as e:

@@ -295,6 +295,11 @@ std::vector<kafka::DeliveryResult> ProduceRecords(
       {"log_level", "3"},
       {"acks", "all"},
       {"enable.idempotence", "true"},
+      // As the sidecar: with more than one request in flight librdkafka can
+      // report events of a freshly created topic delivered that were never
+      // stored (docs/reliability.md). Seen here: a churn test's event
+      // missing from Kafka.
+      {"max.in.flight.requests.per.connection", "1"},
       {"linger.ms", "5"},
       {"queue.buffering.max.messages", "1000000"},
       {"queue.buffering.max.kbytes", "1048576"},

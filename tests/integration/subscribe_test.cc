@@ -104,6 +104,9 @@ std::vector<Produced> ProduceEvents(const std::string& topic, int count,
   }
   std::vector<kafka::DeliveryResult> results = ProduceRecords(records);
   for (size_t i = 0; i < out.size(); ++i) {
+    EXPECT_TRUE(results[i].status.ok() && results[i].offset >= 0)
+        << "producing " << out[i].id << ": " << results[i].status
+        << " offset " << results[i].offset;
     out[i].partition = results[i].partition;
     out[i].offset = results[i].offset;
   }

@@ -1,6 +1,7 @@
 // EventBusService through a real in-process gRPC server (bound to
 // 127.0.0.1:0) and the generated stub, over a FakeProducer.
 
+#include "common/trace_context.h"
 #include "server/event_bus_service.h"
 
 #include <gmock/gmock.h>
@@ -241,6 +242,93 @@ TEST_F(EventBusServiceTest, PublishReturnsWhereKafkaStoredTheEvent) {
       << *time << ": " << err;
   EXPECT_GE(t, before);
   EXPECT_LE(t, after);
+}
+
+// W3C trace context from the call's metadata travels with the event as the
+// CloudEvents distributed tracing extension (ce_traceparent, ce_tracestate).
+TEST_F(EventBusServiceTest, TraceContextInTheCallMetadataBecomesTheEventsExtension) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  constexpr char kParent[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  v1::PublishRequest req;
+  req.set_topic("orders");
+  req.mutable_event()->set_type("t");
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, kCallTimeout);
+    ctx.AddMetadata("traceparent", kParent);
+    ctx.AddMetadata("tracestate", "vendor=abc");
+    v1::PublishResponse response;
+    ASSERT_TRUE(stub_->Publish(&ctx, req, &response).ok());
+  }
+  // The event's own trace context wins over the call's.
+  (*req.mutable_event()->mutable_extensions())["traceparent"] =
+      "00-11111111111111111111111111111111-2222222222222222-00";
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, kCallTimeout);
+    ctx.AddMetadata("traceparent", kParent);
+    v1::PublishResponse response;
+    ASSERT_TRUE(stub_->Publish(&ctx, req, &response).ok());
+  }
+  // A traceparent that is not W3C's is ignored (as W3C asks), not refused.
+  req.mutable_event()->mutable_extensions()->clear();
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, kCallTimeout);
+    ctx.AddMetadata("traceparent", "00-not-a-trace");
+    v1::PublishResponse response;
+    ASSERT_TRUE(stub_->Publish(&ctx, req, &response).ok());
+  }
+  const std::vector<fakes::FakeProducer::Call> calls = producer_.calls();
+  ASSERT_EQ(calls.size(), 3u);
+  EXPECT_THAT(HeaderValue(calls[0].record, "ce_traceparent"), Optional(std::string(kParent)));
+  EXPECT_THAT(HeaderValue(calls[0].record, "ce_tracestate"), Optional(std::string("vendor=abc")));
+  EXPECT_THAT(HeaderValue(calls[1].record, "ce_traceparent"),
+              Optional(std::string("00-11111111111111111111111111111111-2222222222222222-00")));
+  EXPECT_EQ(HeaderValue(calls[2].record, "ce_traceparent"), std::nullopt);
+}
+
+TEST_F(EventBusServiceTest, TraceContextOfAStreamGoesToEveryEventOfIt) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  constexpr char kParent[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, kCallTimeout);
+  ctx.AddMetadata("traceparent", kParent);
+  auto stream = stub_->PublishStream(&ctx);
+  v1::PublishBatchRequest batch;
+  for (int i = 0; i < 3; ++i) {
+    v1::PublishRequest* r = batch.add_requests();
+    r->set_topic("orders");
+    r->mutable_event()->set_type("t");
+  }
+  ASSERT_TRUE(stream->Write(batch));
+  stream->WritesDone();
+  v1::PublishBatchResponse response;
+  int answered = 0;
+  while (stream->Read(&response)) answered += response.responses_size();
+  EXPECT_EQ(answered, 3);
+  EXPECT_TRUE(stream->Finish().ok());
+  for (const fakes::FakeProducer::Call& call : producer_.calls()) {
+    EXPECT_THAT(HeaderValue(call.record, "ce_traceparent"), Optional(std::string(kParent)));
+  }
+}
+
+TEST(TraceIdOfTest, ValidAndInvalidTraceparents) {
+  EXPECT_EQ(common::TraceIdOf("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            "4bf92f3577b34da6a3ce929d0e0e4736");
+  // A later version may append fields.
+  EXPECT_EQ(common::TraceIdOf("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz"),
+            "4bf92f3577b34da6a3ce929d0e0e4736");
+  for (const char* bad : {
+           "", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+           "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",   // uppercase
+           "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",   // version ff
+           "00-00000000000000000000000000000000-00f067aa0ba902b7-01",   // zero trace id
+           "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",   // zero parent id
+           "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x", // version 00 is exact
+       }) {
+    EXPECT_EQ(common::TraceIdOf(bad), "") << bad;
+  }
 }
 
 TEST_F(EventBusServiceTest, PublishKeepsTheCallersEventId) {
