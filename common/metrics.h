@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -25,9 +26,14 @@
 
 namespace eventbus::common {
 
+// Counters and gauges take a cache line each: series updated from different
+// threads (a stream's deliveries on the consumer's, its acks on gRPC's)
+// would otherwise share one.
+inline constexpr size_t kMetricAlignment = 64;
+
 // A count that only goes up (Prometheus type counter; its name ends in
 // _total).
-class Counter {
+class alignas(kMetricAlignment) Counter {
  public:
   void Add(uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
   uint64_t Value() const { return value_.load(std::memory_order_relaxed); }
@@ -37,7 +43,7 @@ class Counter {
 };
 
 // A value that goes up and down.
-class Gauge {
+class alignas(kMetricAlignment) Gauge {
  public:
   void Set(double v) { value_.store(v, std::memory_order_relaxed); }
   void Add(double d) { value_.fetch_add(d, std::memory_order_relaxed); }
