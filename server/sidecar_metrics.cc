@@ -116,10 +116,7 @@ void PublishMetrics::Delivered(Topic& topic, const absl::Status& status,
 absl::Status MeteredProducer::Produce(kafka::Record record, absl::Time deadline,
                                       kafka::DeliveryCallback done) {
   PublishMetrics::Topic& topic = metrics_->ForTopic(record.topic);
-  size_t bytes = record.value.size() + (record.key ? record.key->size() : 0);
-  for (const kafka::Header& h : record.headers) {
-    bytes += h.name.size() + h.value.size();
-  }
+  const size_t bytes = record.PayloadBytes();
   const absl::Time start = absl::Now();
   metrics_->in_flight().Add(1);
   absl::Status status = inner_->Produce(

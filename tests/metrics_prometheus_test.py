@@ -192,15 +192,20 @@ def main():
             [prometheus, f"--config.file={config}", f"--storage.tsdb.path={work}/data",
              f"--web.listen-address={prom}"], stdout=prom_log, stderr=subprocess.STDOUT))
 
-        def scraped(n):
-            def check():
-                try:
-                    r = query(prom, 'count_over_time(up{job="eventbus"}[5m])')
-                except (OSError, ValueError):
-                    return False
-                return r and r[0][1] >= n
-            return check
-        wait_for("Prometheus to scrape the sidecar 5 times", scraped(5))
+        def scrapes():
+            """How many times Prometheus scraped the sidecar (0 before it answers)."""
+            try:
+                r = query(prom, 'count_over_time(up{job="eventbus"}[5m])')
+            except (OSError, ValueError):
+                return 0
+            return r[0][1] if r else 0
+
+        def wait_scrapes(n):
+            """Waits for `n` more scrapes, so that Prometheus holds the values of now."""
+            target = scrapes() + n
+            wait_for(f"Prometheus to scrape the sidecar {n} more times",
+                     lambda: scrapes() >= target)
+        wait_scrapes(5)
         if scalar(prom, 'up{job="eventbus"}') != 1:
             fail("Prometheus reports the sidecar target down")
 
@@ -217,14 +222,13 @@ def main():
         wait_for("Prometheus to see 200 refused events",
                  lambda: query(prom, f'eventbus_publish_events_total{{topic="{topic}",'
                                      f'code="RESOURCE_EXHAUSTED"}} == 200'))
-        # Two more scrapes with the final values.
-        time.sleep(2.5)
+        wait_scrapes(2)
 
         if subscriber.wait(timeout=60) != 0:
             fail("the subscriber did not exit 0 after 400 events:\n" + open(sub_out.name).read()[-2000:])
         wait_for("Prometheus to see 400 acks",
                  lambda: query(prom, f'eventbus_subscribe_acks_total{{group="{group}"}} == 400'))
-        time.sleep(2.5)
+        wait_scrapes(2)
 
         rate = scalar(prom, SUCCESS_RATE)
         print(f"success rate {rate:.4f} (want 0.75: 300 acknowledged of 400 in the window)")
@@ -273,7 +277,7 @@ def main():
         # its stream ended: no lag series. Then 50 more events, and a stream
         # of the same group that takes 10 deliveries and acks none: the
         # group lags 50 events behind, 10 of them outstanding.
-        time.sleep(2.5)
+        wait_scrapes(2)
         if any(labels.get("group") == group for labels, _ in query(prom, BACKLOG)):
             fail(f"{group} has a lag series with no stream open")
         code, err = publish(cli, address, topic, small, 50)
