@@ -29,7 +29,7 @@ namespace {
 
 constexpr absl::string_view kEnvPrefix = "EVENTBUS_";
 
-enum class Kind { kString, kList, kInt, kDuration, kEnum, kProperties };
+enum class Kind { kString, kList, kInt, kDuration, kEnum, kBool, kProperties };
 
 // Returns why `item` is not acceptable, or "" when it is.
 using ItemCheck = std::string (*)(const std::string& item);
@@ -50,6 +50,7 @@ struct KeySpec {
   int64_t Config::*integer = nullptr;
   absl::Duration Config::*duration = nullptr;
   std::map<std::string, std::string> Config::*properties = nullptr;
+  bool Config::*boolean = nullptr;
   int64_t min = 0;                                   // kInt
   int64_t max = std::numeric_limits<int64_t>::max();  // kInt
   bool zero_ok = false;     // kDuration: 0 is allowed
@@ -115,6 +116,13 @@ constexpr KeySpec kKeys[] = {
      .kind = Kind::kString,
      .text = &Config::metrics_listen,
      .check = &CheckMetricsAddress},
+    {.key = "admin.allow_changes",
+     .default_text = "false",
+     .help = "Serve the Admin calls that change the cluster (CreateTopic, "
+             "DeleteTopic, ResetGroupOffsets); when false they end with "
+             "PERMISSION_DENIED. Read-only Admin calls are always served.",
+     .kind = Kind::kBool,
+     .boolean = &Config::admin_allow_changes},
     {.key = "events.source",
      .default_text = "//eventbus/<hostname>",
      .help = "The CloudEvents source (URI-reference) that identifies this "
@@ -465,6 +473,13 @@ absl::Status Apply(const Setting& setting, Config& config) {
             absl::StrCat("must be one of ", absl::StrJoin(choices, ", ")));
       }
       config.*spec.text = text;
+      return absl::OkStatus();
+    }
+    case Kind::kBool: {
+      if (text != "true" && text != "false") {
+        return InvalidValue(setting, "must be true or false");
+      }
+      config.*spec.boolean = text == "true";
       return absl::OkStatus();
     }
   }

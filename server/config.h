@@ -31,6 +31,10 @@ struct Config {
   // listener; empty: none.
   std::string metrics_listen = "0.0.0.0:9464";
 
+  // admin.allow_changes: serve CreateTopic, DeleteTopic and
+  // ResetGroupOffsets.
+  bool admin_allow_changes = false;
+
   // events.source: never empty after LoadConfig.
   std::string source;
   // events.structured_topics: topics written in CloudEvents structured mode.

@@ -160,6 +160,19 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
       sidecar->metered_producer_.get(), publish, sidecar->subscriptions_.get(),
       sidecar->publish_metrics_.get());
 
+  // The admin client reaches Kafka as the producer does (its security
+  // settings included).
+  std::map<std::string, std::string> admin_properties = {
+      {"bootstrap.servers", config.brokers},
+      {"client.id", absl::StrCat(config.client_id, "-admin")}};
+  for (const auto& [name, value] : config.producer_properties) {
+    admin_properties[name] = value;
+  }
+  sidecar->admin_ = std::make_unique<kafka::Admin>(std::move(admin_properties));
+  sidecar->admin_service_ = std::make_unique<AdminService>(
+      sidecar->admin_.get(),
+      AdminOptions{.allow_changes = config.admin_allow_changes});
+
   // gRPC's built-in health service answers; linking our copy of its
   // descriptors lets reflection describe it to grpcurl.
   grpc::health::v1::HealthCheckResponse::descriptor();
@@ -172,6 +185,7 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
                              grpc::InsecureServerCredentials(), &ports[i]);
   }
   builder.RegisterService(sidecar->service_.get());
+  builder.RegisterService(sidecar->admin_service_.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(
@@ -305,6 +319,7 @@ absl::Status Sidecar::Shutdown() {
     serving_.store(false);
     service_->Drain();
     subscriptions_->Drain();
+    admin_service_->Drain();
     // Events still waiting for Kafka at the deadline fail then, so that
     // their calls end and the server's shutdown below does not wait for
     // them past the grace period.

@@ -12,7 +12,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "kafka/admin.h"
 #include "kafka/rdkafka_producer.h"
+#include "server/admin_service.h"
 #include "server/config.h"
 #include "common/metrics.h"
 #include "server/event_bus_service.h"
@@ -71,6 +73,8 @@ class Sidecar {
   std::unique_ptr<MeteredProducer> metered_producer_;
   std::unique_ptr<Subscriptions> subscriptions_;
   std::unique_ptr<EventBusService> service_;
+  std::unique_ptr<kafka::Admin> admin_;
+  std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::string> addresses_;
   std::thread health_thread_;

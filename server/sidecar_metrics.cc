@@ -380,7 +380,7 @@ const std::set<std::string, std::less<>>& KnownMethods() {
     const google::protobuf::DescriptorPool* pool =
         google::protobuf::DescriptorPool::generated_pool();
     for (const char* service :
-         {"eventbus.v1.EventBus", "grpc.health.v1.Health",
+         {"eventbus.v1.EventBus", "eventbus.v1.Admin", "grpc.health.v1.Health",
           "grpc.reflection.v1alpha.ServerReflection"}) {
       const google::protobuf::ServiceDescriptor* s =
           pool->FindServiceByName(service);

@@ -12,7 +12,6 @@
 #include <iostream>
 #include <map>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -28,7 +27,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/cli/admin_commands.h"
 #include "client/cli/delivery_json.h"
+#include "client/cli/flags.h"
 #include "client/cli/latency_histogram.h"
 #include "client/cpp/publisher.h"
 #include "client/cpp/subscriber.h"
@@ -41,19 +42,22 @@ using ::eventbus::common::IsStrictJson;
 using ::eventbus::common::IsValidUtf8;
 namespace {
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
-
-constexpr char kMainUsage[] = R"(eventbus: publish and receive CloudEvents through an eventbus sidecar.
+constexpr char kMainUsage[] = R"(eventbus: publish and receive CloudEvents through an eventbus sidecar, and
+manage Kafka topics and consumer groups through its Admin API.
 
 Usage:
   eventbus publish   --address ADDR --topic T --type TYPE [flags]
   eventbus subscribe --address ADDR --topic T --group G [flags]
+  eventbus topics    SUBCOMMAND [TOPIC] --address ADDR [flags]
+  eventbus groups    SUBCOMMAND [GROUP] --address ADDR [flags]
   eventbus COMMAND --help
 
+topics subcommands: list, describe, create, delete.
+groups subcommands: list, describe, reset.
+
 ADDR is host:port (e.g. localhost:50051) or unix:/path/to/socket.
-Exit codes: 0 success, 1 an event or the stream failed, 2 usage error.
+Exit codes: 0 success, 1 an event, the stream or the call failed, 2 usage
+error.
 )";
 
 constexpr char kPublishUsage[] = R"(Usage: eventbus publish --address ADDR --topic T --type TYPE [flags]
@@ -104,80 +108,8 @@ Output line: {"delivery_id","topic","partition","offset","key","attempt",
 "data_content_type","data" (or "data_base64" when not UTF-8),"extensions"}}
 )";
 
-// --- Flags -------------------------------------------------------------------
-
-struct FlagSpec {
-  bool takes_value;
-  bool repeatable;
-};
-
-struct ParsedFlags {
-  std::map<std::string, std::vector<std::string>> values;
-  bool Has(const std::string& name) const { return values.count(name) > 0; }
-  std::string Get(const std::string& name) const {
-    auto it = values.find(name);
-    return it == values.end() ? "" : it->second.back();
-  }
-};
-
-// Parses `--name value` and `--name=value`; the error names the bad flag.
-absl::StatusOr<ParsedFlags> ParseFlags(
-    const std::vector<std::string>& args,
-    const std::map<std::string, FlagSpec>& specs) {
-  ParsedFlags out;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg.rfind("--", 0) != 0 || arg.size() == 2) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unexpected argument '", arg, "'"));
-    }
-    std::string name = arg.substr(2);
-    std::optional<std::string> value;
-    if (const size_t eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name.resize(eq);
-    }
-    auto spec = specs.find(name);
-    if (spec == specs.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown flag --", name));
-    }
-    if (spec->second.takes_value) {
-      if (!value.has_value()) {
-        if (i + 1 >= args.size()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("flag --", name, " needs a value"));
-        }
-        value = args[++i];
-      }
-    } else if (value.has_value()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("flag --", name, " takes no value"));
-    }
-    if (!spec->second.repeatable && out.Has(name)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("flag --", name, " was given twice"));
-    }
-    out.values[name].push_back(value.value_or(""));
-  }
-  return out;
-}
-
 int UsageError(const std::string& command, absl::string_view message) {
-  std::fprintf(stderr, "eventbus %s: %s\nRun 'eventbus %s --help' for usage.\n",
-               command.c_str(), std::string(message).c_str(), command.c_str());
-  return kExitUsage;
-}
-
-absl::Status Require(const ParsedFlags& flags,
-                     std::initializer_list<const char*> names) {
-  for (const char* name : names) {
-    if (!flags.Has(name) || flags.Get(name).empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("flag --", name, " is required"));
-    }
-  }
-  return absl::OkStatus();
+  return ::eventbus::cli::UsageError(std::cerr, command, command, message);
 }
 
 // --- publish -----------------------------------------------------------------
@@ -485,8 +417,11 @@ int main(int argc, char** argv) {
   }
   if (command == "publish") return RunPublish(args);
   if (command == "subscribe") return RunSubscribe(args);
+  if (command == "topics") return RunTopics(args, std::cout, std::cerr);
+  if (command == "groups") return RunGroups(args, std::cout, std::cerr);
   std::fprintf(stderr,
-               "eventbus: unknown command '%s' (publish or subscribe)\n"
+               "eventbus: unknown command '%s' (publish, subscribe, topics or "
+               "groups)\n"
                "Run 'eventbus --help' for usage.\n",
                command.c_str());
   return kExitUsage;

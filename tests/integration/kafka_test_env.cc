@@ -257,6 +257,30 @@ std::map<int32_t, int64_t> CommittedOffsets(const std::string& group,
   return out;
 }
 
+void CommitOffsets(const std::string& group, const std::string& topic,
+                   const std::map<int32_t, int64_t>& offsets) {
+  kafka::RdKafkaPtr rk = NewClient(
+      RD_KAFKA_CONSUMER, {{"group.id", group},
+                          {"enable.auto.commit", "false"},
+                          {"enable.auto.offset.store", "false"}});
+  ASSERT_NE(rk, nullptr);
+  kafka::RdKafkaTopicPartitionListPtr list(
+      rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size())));
+  for (const auto& [partition, offset] : offsets) {
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition)
+        ->offset = offset;
+  }
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    err = rd_kafka_commit(rk.get(), list.get(), 0);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR)
+      << "commit of " << group << " on " << topic << ": " << rd_kafka_err2str(err);
+  rd_kafka_consumer_close(rk.get());
+}
+
 namespace {
 
 struct ProduceState {

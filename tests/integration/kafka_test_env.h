@@ -55,6 +55,11 @@ std::map<int32_t, int64_t> HighWatermarks(const std::string& topic);
 std::map<int32_t, int64_t> CommittedOffsets(const std::string& group,
                                             const std::string& topic);
 
+// Commits `offsets` (partition -> offset) of `topic` for `group` with a
+// consumer that never joins the group (a "simple" commit, as a tool does).
+void CommitOffsets(const std::string& group, const std::string& topic,
+                   const std::map<int32_t, int64_t>& offsets);
+
 // Produces one plain record (no CloudEvents headers unless given) with a
 // plain librdkafka producer (acks=all) and flushes; fails the test unless
 // Kafka acknowledged it.
