@@ -199,6 +199,9 @@ Admin::~Admin() = default;
 void Admin::Cancel() { cancelled_.store(true); }
 
 absl::StatusOr<rd_kafka_t*> Admin::Handle() {
+  if (cancelled_.load()) {
+    return absl::UnavailableError("the sidecar is shutting down");
+  }
   absl::MutexLock lock(&mu_);
   if (rk_ != nullptr) return rk_.get();
   absl::StatusOr<RdKafkaConfPtr> conf = MakeRdKafkaConf(properties_);
@@ -269,11 +272,24 @@ absl::StatusOr<std::vector<TopicSummary>> Admin::ListTopics(
   const absl::Time deadline = absl::Now() + timeout;
   // Every topic's name from the cluster's metadata, then DescribeTopics for
   // whether each is internal (metadata does not say) and its replicas.
+  // rd_kafka_metadata() cannot be cancelled: ask in slices, so that
+  // Cancel() ends the wait promptly.
   const rd_kafka_metadata_t* raw = nullptr;
-  if (rd_kafka_resp_err_t err =
-          rd_kafka_metadata(*rk, 1, nullptr, &raw, TimeoutMs(timeout));
-      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return AdminError(err, "listing topics", "");
+  while (true) {
+    if (cancelled_.load()) {
+      return absl::UnavailableError("listing topics: the sidecar is shutting down");
+    }
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return absl::DeadlineExceededError(
+          "listing topics: Kafka did not answer within the deadline");
+    }
+    const rd_kafka_resp_err_t err = rd_kafka_metadata(
+        *rk, 1, nullptr, &raw, TimeoutMs(std::min(left, 5 * kPollSlice)));
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+    if (err != RD_KAFKA_RESP_ERR__TIMED_OUT && err != RD_KAFKA_RESP_ERR__TRANSPORT) {
+      return AdminError(err, "listing topics", "");
+    }
   }
   RdKafkaMetadataPtr metadata(raw);
   std::vector<const char*> names;

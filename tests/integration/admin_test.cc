@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -447,6 +448,38 @@ TEST_F(AdminTest, ResetMovesWhereTheNextSubscribeStartsAndWaitsForMembersToLeave
   s = Reset(req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(absl::StrContains(s.error_message(), "no partition 4")) << s.error_message();
+}
+
+// Without Kafka: a call gets DEADLINE_EXCEEDED at its deadline, and a call
+// still waiting when the sidecar shuts down ends at once with UNAVAILABLE,
+// so administration never holds up a shutdown.
+TEST_F(AdminTest, CallsWithoutKafkaEndAtTheirDeadlineOrAtShutdown) {
+  StartSidecar([](server::Config& c) { c.brokers = "127.0.0.1:1"; });
+  admin_ = v1::Admin::NewStub(channel_);
+  v1::ListTopicsResponse topics;
+  absl::Time start = absl::Now();
+  grpc::Status s = Call(admin_.get(), &v1::Admin::Stub::ListTopics,
+                        v1::ListTopicsRequest(), &topics, absl::Seconds(1));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+
+  grpc::Status waiting;
+  std::thread call([&] {
+    v1::DescribeGroupRequest req;
+    req.set_group_id("nobody");
+    v1::GroupDescription resp;
+    waiting = Call(admin_.get(), &v1::Admin::Stub::DescribeGroup, req, &resp,
+                   absl::Seconds(60));
+  });
+  absl::SleepFor(absl::Milliseconds(500));  // the call is waiting for Kafka
+  start = absl::Now();
+  sidecar_->Shutdown().IgnoreError();
+  call.join();
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(waiting.error_code(), grpc::StatusCode::UNAVAILABLE) << waiting.error_message();
+  EXPECT_TRUE(absl::StrContains(waiting.error_message(), "shutting down"))
+      << waiting.error_message();
+  EXPECT_LT(took, absl::Seconds(5)) << "shutdown waited for the Admin call";
 }
 
 }  // namespace

@@ -93,6 +93,18 @@ class SidecarProcess {
     return ss.str();
   }
 
+  // The host:port of the metrics listener, from the log line that
+  // announces it; "" before that line (or without a listener).
+  std::string MetricsAddress() const {
+    const std::string log = Log();
+    const std::string kMarker = "metrics on http://";
+    const size_t at = log.find(kMarker);
+    if (at == std::string::npos) return "";
+    const size_t start = at + kMarker.size();
+    const size_t end = log.find("/metrics", start);
+    return end == std::string::npos ? "" : log.substr(start, end - start);
+  }
+
   // Resident memory (VmRSS of /proc/<pid>/status) in bytes, or nullopt.
   std::optional<int64_t> RssBytes() const {
     std::ifstream in(absl::StrCat("/proc/", pid_, "/status"));
