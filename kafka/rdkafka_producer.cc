@@ -6,7 +6,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "kafka/errors.h"
 
 namespace eventbus::kafka {
@@ -46,6 +49,25 @@ void LogCallback(const rd_kafka_t* rk, int level, const char* fac,
 
 }  // namespace
 
+bool IsRdKafkaProperty(absl::string_view name) {
+  RdKafkaConfPtr conf(rd_kafka_conf_new());
+  char errstr[512];
+  // Only the name matters: an unknown one is RD_KAFKA_CONF_UNKNOWN whatever
+  // the value; a known one may still reject this value (CONF_INVALID).
+  return rd_kafka_conf_set(conf.get(), std::string(name).c_str(), "", errstr,
+                           sizeof(errstr)) != RD_KAFKA_CONF_UNKNOWN;
+}
+
+bool IsSecretProperty(absl::string_view name) {
+  const std::string lower = absl::AsciiStrToLower(name);
+  for (absl::string_view marker :
+       {"password", "secret", "ssl.key.pem", "ssl_key", "sasl.jaas",
+        "oauthbearer.config", "token"}) {
+    if (absl::StrContains(lower, marker)) return true;
+  }
+  return false;
+}
+
 absl::StatusOr<RdKafkaConfPtr> MakeRdKafkaConf(
     const std::map<std::string, std::string>& properties) {
   RdKafkaConfPtr conf(rd_kafka_conf_new());
@@ -53,6 +75,12 @@ absl::StatusOr<RdKafkaConfPtr> MakeRdKafkaConf(
   for (const auto& [name, value] : properties) {
     if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), errstr,
                           sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+      if (IsSecretProperty(name)) {
+        std::string why = errstr;
+        if (!value.empty()) absl::StrReplaceAll({{value, "(redacted)"}}, &why);
+        return absl::InvalidArgumentError(absl::StrCat(
+            "librdkafka property \"", name, "\" (value redacted): ", why));
+      }
       return absl::InvalidArgumentError(absl::StrCat(
           "librdkafka property \"", name, "\"=\"", value, "\": ", errstr));
     }

@@ -167,8 +167,16 @@ class RdKafkaProducer final : public Producer {
   std::thread monitor_thread_;
 };
 
+// Whether librdkafka knows a (global or topic) property called `name`.
+bool IsRdKafkaProperty(absl::string_view name);
+
+// Whether the librdkafka property `name` holds a secret (a password, a
+// private key, a client secret): its value is never logged or shown.
+bool IsSecretProperty(absl::string_view name);
+
 // Builds a librdkafka configuration from `properties`. Fails with
-// INVALID_ARGUMENT naming the property librdkafka rejects.
+// INVALID_ARGUMENT naming the property librdkafka rejects (and its value,
+// unless it is a secret).
 absl::StatusOr<RdKafkaConfPtr> MakeRdKafkaConf(const std::map<std::string, std::string>& properties);
 
 }  // namespace eventbus::kafka

@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "yaml-cpp/yaml.h"
+#include "kafka/rdkafka_producer.h"
 
 extern char** environ;
 
@@ -37,6 +38,7 @@ using ItemCheck = std::string (*)(const std::string& item);
 std::string CheckListenAddress(const std::string& item);
 std::string CheckMetricsAddress(const std::string& item);
 std::string CheckTopicName(const std::string& item);
+std::string CheckFileMode(const std::string& item);
 
 // One config key. The Config member it sets is the one pointer that matches
 // `kind` (kEnum uses `text`).
@@ -92,6 +94,16 @@ constexpr KeySpec kKeys[] = {
              "unchecked.",
      .kind = Kind::kProperties,
      .properties = &Config::consumer_properties},
+    {.key = "kafka",
+     .default_text = "(none)",
+     .help = "Any librdkafka property for the producer, the consumers and "
+             "the admin client alike, e.g. kafka.security.protocol=SASL_SSL, "
+             "kafka.sasl.mechanism=SCRAM-SHA-512, "
+             "EVENTBUS_KAFKA_SASL_PASSWORD=... (kafka.producer.* and "
+             "kafka.consumer.* win over these). Values of properties that "
+             "hold secrets (passwords, keys) are never logged or shown.",
+     .kind = Kind::kProperties,
+     .properties = &Config::kafka_properties},
     {.key = "server.listen",
      .default_text = "0.0.0.0:50051",
      .help = "Addresses the gRPC server listens on: a list of host:port or "
@@ -100,6 +112,48 @@ constexpr KeySpec kKeys[] = {
      .list = &Config::listen,
      .non_empty = true,
      .check = &CheckListenAddress},
+    {.key = "server.unix_socket_mode",
+     .default_text = "0660",
+     .help = "File mode (octal) of the Unix sockets of server.listen: 0660 "
+             "lets the sidecar's user and group connect. Unix sockets are "
+             "always plaintext.",
+     .kind = Kind::kString,
+     .text = &Config::unix_socket_mode,
+     .non_empty = true,
+     .check = &CheckFileMode},
+    {.key = "server.tls.cert_file",
+     .default_text = "(none)",
+     .help = "PEM certificate chain the TCP listeners present (TLS); needs "
+             "server.tls.key_file. Reloaded when the file changes.",
+     .kind = Kind::kString,
+     .text = &Config::tls_cert_file},
+    {.key = "server.tls.key_file",
+     .default_text = "(none)",
+     .help = "PEM private key of server.tls.cert_file.",
+     .kind = Kind::kString,
+     .text = &Config::tls_key_file},
+    {.key = "server.tls.client_ca_file",
+     .default_text = "(none)",
+     .help = "PEM CA certificates for mTLS: clients must present a "
+             "certificate signed by one of them. Empty: no client "
+             "certificate is asked for.",
+     .kind = Kind::kString,
+     .text = &Config::tls_client_ca_file},
+    {.key = "server.tls.listen",
+     .default_text = "(every TCP address of server.listen)",
+     .help = "The server.listen addresses that serve TLS; the other TCP "
+             "addresses stay plaintext (e.g. one for kubelet's gRPC probes, "
+             "which cannot speak TLS).",
+     .kind = Kind::kList,
+     .list = &Config::tls_listen,
+     .check = &CheckListenAddress},
+    {.key = "server.tls.reload_interval",
+     .default_text = "10s",
+     .help = "How often the certificate, key and CA files are checked for "
+             "changes (rotated in place, e.g. by cert-manager); new "
+             "connections get the new ones, open ones go on.",
+     .kind = Kind::kDuration,
+     .duration = &Config::tls_reload_interval},
     {.key = "server.shutdown_grace",
      .default_text = "10s",
      .help = "How long shutdown waits for calls in progress and pending Kafka "
@@ -319,6 +373,66 @@ std::string CheckListenAddress(const std::string& item) {
                                          "or unix:/path");
 }
 
+std::string CheckFileMode(const std::string& item) {
+  unsigned mode = 0;
+  bool octal = !item.empty() && item.size() <= 4 &&
+               std::all_of(item.begin(), item.end(),
+                           [](char c) { return c >= '0' && c <= '7'; });
+  if (octal) mode = static_cast<unsigned>(std::stoul(item, nullptr, 8));
+  return octal && mode <= 0777
+             ? ""
+             : absl::StrCat(Quoted(item),
+                            " is not an octal file mode such as 0660");
+}
+
+bool IsTcpAddress(absl::string_view address) {
+  return !absl::StartsWith(address, "unix:") &&
+         !absl::StartsWith(address, "unix-abstract:");
+}
+
+// Checks that need several keys: the TLS files go together, and
+// server.tls.listen names TCP addresses of server.listen.
+absl::Status CheckTogether(const Config& c) {
+  if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "server.tls.cert_file and server.tls.key_file go together: set both "
+        "or neither");
+  }
+  const bool tls = !c.tls_cert_file.empty();
+  if (!tls && !c.tls_client_ca_file.empty()) {
+    return absl::InvalidArgumentError(
+        "server.tls.client_ca_file needs server.tls.cert_file and "
+        "server.tls.key_file (mTLS is TLS with client certificates)");
+  }
+  if (!tls && !c.tls_listen.empty()) {
+    return absl::InvalidArgumentError(
+        "server.tls.listen needs server.tls.cert_file and server.tls.key_file");
+  }
+  for (const std::string& address : c.tls_listen) {
+    if (!IsTcpAddress(address)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "server.tls.listen: ", Quoted(address),
+          " is a Unix socket; Unix sockets are plaintext (their file mode, "
+          "server.unix_socket_mode, protects them)"));
+    }
+    if (std::find(c.listen.begin(), c.listen.end(), address) == c.listen.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("server.tls.listen: ", Quoted(address),
+                       " is not one of server.listen"));
+    }
+  }
+  if (tls && TlsListenAddresses(c).empty()) {
+    return absl::InvalidArgumentError(
+        "server.tls.cert_file is set but server.listen has no TCP address to "
+        "serve TLS on");
+  }
+  if (c.tls_reload_interval < absl::Seconds(1)) {
+    return absl::InvalidArgumentError(
+        "server.tls.reload_interval: must be at least 1s");
+  }
+  return absl::OkStatus();
+}
+
 std::string CheckMetricsAddress(const std::string& item) {
   return item.empty() || IsHostPort(item)
              ? ""
@@ -378,6 +492,12 @@ absl::StatusOr<Resolved> Resolve(const std::string& key,
     absl::string_view rest = key;
     if (!absl::ConsumePrefix(&rest, spec.key)) continue;
     if (!rest.empty() && !absl::ConsumePrefix(&rest, ".")) continue;
+    // Under the shared "kafka." prefix a typo of a key ("kafka.brokerz")
+    // would pass as a property: only librdkafka's own properties do.
+    if (spec.properties == &Config::kafka_properties &&
+        (rest.empty() || !kafka::IsRdKafkaProperty(rest))) {
+      return UnknownKey(key, origin);
+    }
     if (rest.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "config key ", Quoted(key), " (", origin,
@@ -795,7 +915,22 @@ absl::StatusOr<Config> LoadConfig(
     }
   }
   if (config.source.empty()) config.source = DefaultSource();
+  if (absl::Status s = CheckTogether(config); !s.ok()) return s;
   return config;
+}
+
+std::vector<std::string> TlsListenAddresses(const Config& config) {
+  if (config.tls_cert_file.empty()) return {};
+  if (!config.tls_listen.empty()) return config.tls_listen;
+  std::vector<std::string> out;
+  for (const std::string& address : config.listen) {
+    if (IsTcpAddress(address)) out.push_back(address);
+  }
+  return out;
+}
+
+unsigned UnixSocketMode(const Config& config) {
+  return static_cast<unsigned>(std::stoul(config.unix_socket_mode, nullptr, 8));
 }
 
 std::string ConfigHelp() {

@@ -22,9 +22,22 @@ struct Config {
   std::map<std::string, std::string> producer_properties;
   // kafka.consumer.<librdkafka property>: passed through, unchecked.
   std::map<std::string, std::string> consumer_properties;
+  // kafka.<librdkafka property>: for the producer, the consumers and the
+  // admin client alike (security.protocol, sasl.*, ssl.*); the
+  // producer/consumer-specific ones win.
+  std::map<std::string, std::string> kafka_properties;
 
   // server.listen: "host:port" or "unix:/path" each; never empty.
   std::vector<std::string> listen = {"0.0.0.0:50051"};
+  // server.unix_socket_mode: octal file mode of the Unix sockets.
+  std::string unix_socket_mode = "0660";
+  // server.tls.*: TLS on TCP listeners (all of them, or those of
+  // tls_listen); mTLS when client_ca_file is set. Empty: plaintext.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  std::vector<std::string> tls_listen;
+  absl::Duration tls_reload_interval = absl::Seconds(10);
   // server.shutdown_grace (>= 0).
   absl::Duration shutdown_grace = absl::Seconds(10);
   // server.metrics_listen: "host:port" of the HTTP metrics and probe
@@ -98,6 +111,12 @@ struct Config {
 absl::StatusOr<Config> LoadConfig(
     const std::vector<std::string>& args,
     const std::map<std::string, std::string>& env);
+
+// The listen addresses (of config.listen) that serve TLS.
+std::vector<std::string> TlsListenAddresses(const Config& config);
+
+// The octal server.unix_socket_mode as a mode_t value.
+unsigned UnixSocketMode(const Config& config);
 
 // The text for --help: usage, the sources and their precedence, and every key
 // with its default, meaning, environment variable and flag.

@@ -5,14 +5,19 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "grpc/health/v1/health.pb.h"
+#include "server/tls.h"
 
 namespace eventbus::server {
 namespace {
@@ -79,6 +84,7 @@ std::map<std::string, std::string> ProducerProperties(const Config& config) {
       // (eventbus_kafka_broker_*); 0 turns them off.
       {"statistics.interval.ms", "5000"},
   };
+  for (const auto& [name, value] : config.kafka_properties) props[name] = value;
   for (const auto& [name, value] : config.producer_properties) {
     props[name] = value;
   }
@@ -93,6 +99,9 @@ SubscribeOptions SubscribeOptionsFor(const Config& config) {
       // Statistics every 5 s feed the lag metric
       // (eventbus_subscribe_lag_records); 0 turns it off.
       {"statistics.interval.ms", "5000"}};
+  for (const auto& [name, value] : config.kafka_properties) {
+    options.consumer_properties[name] = value;
+  }
   for (const auto& [name, value] : config.consumer_properties) {
     options.consumer_properties[name] = value;
   }
@@ -117,8 +126,9 @@ SubscribeOptions SubscribeOptionsFor(const Config& config) {
 absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
   std::unique_ptr<Sidecar> sidecar(new Sidecar(config));
 
+  if (absl::Status tls = CheckTlsFiles(config); !tls.ok()) return tls;
   if (absl::StatusOr<kafka::RdKafkaConfPtr> consumer =
-          kafka::MakeRdKafkaConf(config.consumer_properties);
+          kafka::MakeRdKafkaConf(SubscribeOptionsFor(config).consumer_properties);
       !consumer.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("kafka.consumer: ", consumer.status().message()));
@@ -165,6 +175,9 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
   std::map<std::string, std::string> admin_properties = {
       {"bootstrap.servers", config.brokers},
       {"client.id", absl::StrCat(config.client_id, "-admin")}};
+  for (const auto& [name, value] : config.kafka_properties) {
+    admin_properties[name] = value;
+  }
   for (const auto& [name, value] : config.producer_properties) {
     admin_properties[name] = value;
   }
@@ -180,9 +193,15 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   std::vector<int> ports(config.listen.size(), 0);
+  const std::vector<std::string> tls_addresses = TlsListenAddresses(config);
+  std::shared_ptr<grpc::ServerCredentials> tls;
+  if (!tls_addresses.empty()) tls = TlsServerCredentialsFor(config);
   for (size_t i = 0; i < config.listen.size(); ++i) {
-    builder.AddListeningPort(config.listen[i],
-                             grpc::InsecureServerCredentials(), &ports[i]);
+    const bool secure = std::find(tls_addresses.begin(), tls_addresses.end(),
+                                  config.listen[i]) != tls_addresses.end();
+    builder.AddListeningPort(
+        config.listen[i], secure ? tls : grpc::InsecureServerCredentials(),
+        &ports[i]);
   }
   builder.RegisterService(sidecar->service_.get());
   builder.RegisterService(sidecar->admin_service_.get());
@@ -206,6 +225,16 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
           "cannot listen on ", config.listen[i], " (address in use or invalid?)"));
     }
     sidecar->addresses_.push_back(WithPort(config.listen[i], ports[i]));
+    // gRPC creates a Unix socket with the process's umask: set its mode.
+    if (absl::string_view path = config.listen[i];
+        absl::ConsumePrefix(&path, "unix:") &&
+        chmod(std::string(path).c_str(), UnixSocketMode(config)) != 0) {
+      const int err = errno;
+      sidecar->server_->Shutdown();
+      return absl::UnavailableError(absl::StrCat(
+          "cannot set the mode of ", path, " to ", config.unix_socket_mode,
+          " (server.unix_socket_mode): ", strerror(err)));
+    }
   }
   sidecar->AddSidecarMetrics();
   if (!config.metrics_listen.empty()) {
@@ -229,6 +258,23 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
         pthread_setname_np(pthread_self(), "eb-health");
         s->HealthLoop();
       });
+  if (!tls_addresses.empty()) {
+    std::vector<std::string> bound;
+    for (size_t i = 0; i < config.listen.size(); ++i) {
+      if (std::find(tls_addresses.begin(), tls_addresses.end(), config.listen[i]) !=
+          tls_addresses.end()) {
+        bound.push_back(sidecar->addresses_[i]);
+      }
+    }
+    spdlog::info("TLS on {}{}; certificate {} (checked for changes every {})",
+                 absl::StrJoin(bound, ", "),
+                 config.tls_client_ca_file.empty()
+                     ? ""
+                     : absl::StrCat(", client certificates required (CA ",
+                                    config.tls_client_ca_file, ")"),
+                 config.tls_cert_file,
+                 absl::FormatDuration(config.tls_reload_interval));
+  }
   spdlog::info("eventbus-sidecar serving on {} (Kafka: {}){}",
                absl::StrJoin(sidecar->addresses_, ", "), config.brokers,
                sidecar->metrics_http_ == nullptr

@@ -13,6 +13,7 @@ Needs TEST_KAFKA_BROKERS, and each language set up (client/<lang>/setup.sh).
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,10 +33,10 @@ def fail(msg):
     sys.exit(1)
 
 
-def start_sidecar(binary, brokers):
+def start_sidecar(binary, brokers, extra=()):
     log = tempfile.NamedTemporaryFile(prefix="sidecar-", suffix=".log", delete=False)
     proc = subprocess.Popen([binary, f"--kafka.brokers={brokers}", "--server.listen=127.0.0.1:0",
-                             "--server.metrics_listen=127.0.0.1:0"],
+                             "--server.metrics_listen=127.0.0.1:0", *extra],
                             stdout=log, stderr=subprocess.STDOUT)
     for _ in range(300):
         content = open(log.name, encoding="utf-8", errors="replace").read()
@@ -59,6 +60,56 @@ def run(repo, lang, role, args, timeout):
         if line:
             events.append(json.loads(line))
     return events
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def python_over_mtls(binary, repo, brokers):
+    """The Python examples through a sidecar that requires client
+    certificates (certificates made here with openssl): refused without one,
+    served with one."""
+    d = tempfile.mkdtemp(prefix="eventbus-mtls-")
+    p = lambda name: os.path.join(d, name)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+            "-keyout", p("ca.key"), "-out", p("ca.crt"))
+    with open(p("san.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for name in ("server", "client"):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+                "-keyout", p(f"{name}.key"), "-out", p(f"{name}.csr"))
+        openssl("x509", "-req", "-in", p(f"{name}.csr"), "-CA", p("ca.crt"), "-CAkey", p("ca.key"),
+                "-CAcreateserial", "-days", "2", "-extfile", p("san.ext"), "-out", p(f"{name}.crt"))
+    proc, log, address = start_sidecar(binary, brokers, [
+        f"--server.tls.cert_file={p('server.crt')}", f"--server.tls.key_file={p('server.key')}",
+        f"--server.tls.client_ca_file={p('ca.crt')}"])
+    topic = f"users-mtls-{uuid.uuid4().hex[:8]}"
+    tls = ["--tls-ca", p("ca.crt")]
+    mtls = tls + ["--tls-cert", p("client.crt"), "--tls-key", p("client.key")]
+    try:
+        try:
+            run(repo, "python", "publisher", ["--address", address, "--topic", topic, "--count", "1"] + tls,
+                timeout=300)
+            return "FAIL python over mTLS: a publisher without a client certificate was served"
+        except RuntimeError as e:
+            if "UNAVAILABLE" not in str(e):
+                return f"FAIL python over mTLS: without a client certificate: {e}"
+        published = run(repo, "python", "publisher",
+                        ["--address", address, "--topic", topic, "--count", str(COUNT)] + mtls, timeout=300)
+        received = run(repo, "python", "subscriber",
+                       ["--address", address, "--topic", topic, "--group", f"mtls-{uuid.uuid4().hex[:8]}",
+                        "--count", str(COUNT), "--timeout-seconds", "90"] + mtls, timeout=300)
+        if sorted(e["id"] for e in published) != sorted(e["id"] for e in received) or len(received) != COUNT:
+            return f"FAIL python over mTLS: published {len(published)}, received {len(received)}, ids differ"
+        return f"ok   python over mTLS: refused without a client certificate; {COUNT} events with one"
+    except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
+        return f"FAIL python over mTLS: {e}\nsidecar log tail:\n" + "".join(open(log).readlines()[-20:])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        os.unlink(log)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def main():
@@ -123,6 +174,13 @@ def main():
         if failed:
             print("sidecar log tail:\n" + "".join(open(log).readlines()[-20:]))
         os.unlink(log)
+    if not sys.argv[3:]:
+        line = python_over_mtls(binary, repo, brokers)
+        print(line)
+        if line.startswith("ok"):
+            passed += 1
+        else:
+            failed += 1
     print(f"cross-language: {passed} passed, {failed} failed")
     return 1 if failed else 0
 

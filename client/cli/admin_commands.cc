@@ -20,6 +20,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/cli/connection.h"
 #include "client/cli/flags.h"
 #include "client/cli/table.h"
 #include "client/cpp/channel.h"
@@ -49,8 +50,7 @@ Subcommands:
   delete     deletes the topic and its records; prints "deleted topic TOPIC"
 
 Flags:
-  --address ADDR          sidecar address: host:port or unix:/path (required)
-  --timeout DURATION      deadline of the call, e.g. 10s or 2m (default 30s)
+)" EVENTBUS_CLI_CONNECTION_FLAGS R"(  --timeout DURATION      deadline of the call, e.g. 10s or 2m (default 30s)
   --json                  print the response as one JSON document (the proto3
                           JSON mapping grpcurl prints)
   --internal              list: Kafka's internal topics too
@@ -88,8 +88,7 @@ Subcommands:
              configuration must set admin.allow_changes: true.
 
 Flags:
-  --address ADDR          sidecar address: host:port or unix:/path (required)
-  --timeout DURATION      deadline of the call, e.g. 10s or 2m (default 30s)
+)" EVENTBUS_CLI_CONNECTION_FLAGS R"(  --timeout DURATION      deadline of the call, e.g. 10s or 2m (default 30s)
   --json                  print the response as one JSON document (the proto3
                           JSON mapping grpcurl prints)
   --topic T               reset: the topic whose offsets move (required)
@@ -146,7 +145,8 @@ class Subcommand {
   // (--help) or a usage error.
   std::optional<int> Parse(const std::vector<std::string>& args,
                            FlagSpecs extra, const char* positional) {
-    extra.insert({{"address", {true, false}},
+    AddConnectionFlags(extra);
+    extra.insert({
                   {"timeout", {true, false}},
                   {"json", {false, false}},
                   {"help", {false, false}}});
@@ -197,8 +197,9 @@ class Subcommand {
   int Call(grpc::Status (v1::Admin::Stub::*method)(grpc::ClientContext*,
                                                    const Request&, Response*),
            const Request& request, Print print) {
-    std::unique_ptr<v1::Admin::Stub> stub =
-        v1::Admin::NewStub(client::CreateChannel(flags_.Get("address")));
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = Connect(flags_);
+    if (!channel.ok()) return Usage(channel.status().message());
+    std::unique_ptr<v1::Admin::Stub> stub = v1::Admin::NewStub(*channel);
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
     Response response;

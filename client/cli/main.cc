@@ -28,6 +28,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/cli/admin_commands.h"
+#include "client/cli/connection.h"
 #include "client/cli/delivery_json.h"
 #include "client/cli/flags.h"
 #include "client/cli/latency_histogram.h"
@@ -67,8 +68,7 @@ that payload (--count times); without it, each line of standard input is one
 event's data (empty lines are skipped).
 
 Flags:
-  --address ADDR          sidecar address: host:port or unix:/path (required)
-  --topic T               Kafka topic (required)
+)" EVENTBUS_CLI_CONNECTION_FLAGS R"(  --topic T               Kafka topic (required)
   --type TYPE             CloudEvents type, e.g. com.example.order.created (required)
   --key K                 partition key
   --data D                the payload; otherwise one event per stdin line
@@ -93,8 +93,7 @@ Receives events as a member of consumer group G and prints each one as a
 JSON line on stdout, then acks it. Ctrl-C or SIGTERM stops cleanly.
 
 Flags:
-  --address ADDR          sidecar address: host:port or unix:/path (required)
-  --topic T               topic to receive from; repeatable (at least one)
+)" EVENTBUS_CLI_CONNECTION_FLAGS R"(  --topic T               topic to receive from; repeatable (at least one)
   --group G               consumer group (required)
   --from earliest|latest  where a group without committed offsets starts
                           (default latest)
@@ -142,8 +141,8 @@ class ErrorLog {
 };
 
 int RunPublish(const std::vector<std::string>& args) {
-  const std::map<std::string, FlagSpec> specs = {
-      {"address", {true, false}},      {"topic", {true, false}},
+  std::map<std::string, FlagSpec> specs = {
+      {"topic", {true, false}},
       {"type", {true, false}},         {"key", {true, false}},
       {"data", {true, false}},         {"source", {true, false}},
       {"subject", {true, false}},      {"content-type", {true, false}},
@@ -151,6 +150,7 @@ int RunPublish(const std::vector<std::string>& args) {
       {"count", {true, false}},        {"rate", {true, false}},
       {"help", {false, false}},
   };
+  AddConnectionFlags(specs);
   absl::StatusOr<ParsedFlags> parsed = ParseFlags(args, specs);
   if (!parsed.ok()) return UsageError("publish", parsed.status().message());
   const ParsedFlags& flags = *parsed;
@@ -207,7 +207,9 @@ int RunPublish(const std::vector<std::string>& args) {
   const bool progress = isatty(STDERR_FILENO);
   ErrorLog log(progress);
   PublishStats stats;
-  client::Publisher publisher(flags.Get("address"));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = Connect(flags);
+  if (!channel.ok()) return UsageError("publish", channel.status().message());
+  client::Publisher publisher(*channel);
   const absl::Time start = absl::Now();
 
   std::atomic<bool> finished{false};
@@ -297,12 +299,13 @@ int RunPublish(const std::vector<std::string>& args) {
 // --- subscribe ---------------------------------------------------------------
 
 int RunSubscribe(const std::vector<std::string>& args) {
-  const std::map<std::string, FlagSpec> specs = {
-      {"address", {true, false}}, {"topic", {true, true}},
+  std::map<std::string, FlagSpec> specs = {
+      {"topic", {true, true}},
       {"group", {true, false}},   {"from", {true, false}},
       {"count", {true, false}},   {"raw", {false, false}},
       {"max-outstanding", {true, false}}, {"help", {false, false}},
   };
+  AddConnectionFlags(specs);
   absl::StatusOr<ParsedFlags> parsed = ParseFlags(args, specs);
   if (!parsed.ok()) return UsageError("subscribe", parsed.status().message());
   const ParsedFlags& flags = *parsed;
@@ -350,7 +353,9 @@ int RunSubscribe(const std::vector<std::string>& args) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  client::Subscriber subscriber(flags.Get("address"), options);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = Connect(flags);
+  if (!channel.ok()) return UsageError("subscribe", channel.status().message());
+  client::Subscriber subscriber(*channel, options);
   std::atomic<bool> finished{false};
   std::thread signal_thread([&] {
     const timespec tick{0, 100 * 1000 * 1000};

@@ -22,9 +22,26 @@ BATCH = 100  # events per PublishBatchRequest message
 CODE_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
 
 
+def open_channel(a):
+    """A channel to the sidecar: TLS when any --tls-* flag is given."""
+    if not (a.tls_ca or a.tls_cert or a.tls_key):
+        return grpc.insecure_channel(a.address)
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+    return grpc.secure_channel(a.address, grpc.ssl_channel_credentials(
+        root_certificates=read(a.tls_ca) if a.tls_ca else None,
+        private_key=read(a.tls_key) if a.tls_key else None,
+        certificate_chain=read(a.tls_cert) if a.tls_cert else None))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description="Publish user.registered events.")
     p.add_argument("--address", required=True, help="host:port or unix:/path of the sidecar")
+    p.add_argument("--tls-ca", default="", help="connect with TLS, trusting these PEM CA certificates")
+    p.add_argument("--tls-cert", default="", help="PEM client certificate (mTLS); with --tls-key")
+    p.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
     p.add_argument("--topic", required=True)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--run-id", default=secrets.token_hex(4), help="default: random hex")
@@ -58,7 +75,7 @@ def main() -> int:
             yield pb.PublishBatchRequest(requests=requests[start:start + BATCH])
 
     results = {}
-    with grpc.insecure_channel(a.address) as channel:
+    with open_channel(a) as channel:
         stub = pb_grpc.EventBusStub(channel)
         try:
             # Results may come in any order: match them by correlation_id.

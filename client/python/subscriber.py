@@ -49,9 +49,26 @@ def event_json(d: pb.Delivery) -> str:
     }, separators=(",", ":"), ensure_ascii=False)
 
 
+def open_channel(a):
+    """A channel to the sidecar: TLS when any --tls-* flag is given."""
+    if not (a.tls_ca or a.tls_cert or a.tls_key):
+        return grpc.insecure_channel(a.address)
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+    return grpc.secure_channel(a.address, grpc.ssl_channel_credentials(
+        root_certificates=read(a.tls_ca) if a.tls_ca else None,
+        private_key=read(a.tls_key) if a.tls_key else None,
+        certificate_chain=read(a.tls_cert) if a.tls_cert else None))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description="Process user.registered events once each.")
     p.add_argument("--address", required=True, help="host:port or unix:/path of the sidecar")
+    p.add_argument("--tls-ca", default="", help="connect with TLS, trusting these PEM CA certificates")
+    p.add_argument("--tls-cert", default="", help="PEM client certificate (mTLS); with --tls-key")
+    p.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
     p.add_argument("--topic", required=True)
     p.add_argument("--group", required=True)
     p.add_argument("--count", type=int, required=True)
@@ -67,7 +84,7 @@ def main() -> int:
 
     processed = set()  # event ids already processed
     closed = False
-    with grpc.insecure_channel(a.address) as channel:
+    with open_channel(a) as channel:
         stub = pb_grpc.EventBusStub(channel)
         # The deadline covers the whole run, so a stalled stream ends in DEADLINE_EXCEEDED.
         responses = stub.Subscribe(requests_from(outbox), timeout=a.timeout_seconds)

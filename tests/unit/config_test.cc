@@ -21,6 +21,7 @@ using ::testing::ElementsAre;
 using ::testing::Eq;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::Pair;
 using ::testing::UnorderedElementsAre;
 
@@ -626,6 +627,71 @@ TEST_F(ConfigTest, ProcessEnvironment) {
   std::map<std::string, std::string> env = ProcessEnvironment();
   unsetenv("EVENTBUS_CONFIG_TEST_VAR");
   EXPECT_THAT(env, testing::Contains(Pair("EVENTBUS_CONFIG_TEST_VAR", "a=b")));
+}
+
+TEST_F(ConfigTest, SharedKafkaPropertiesFromEveryPlace) {
+  const std::string path = WriteConfig(
+      "kafka:\n"
+      "  brokers: b:9093\n"
+      "  security.protocol: SASL_SSL\n"
+      "  sasl:\n"
+      "    mechanism: SCRAM-SHA-512\n"
+      "  producer:\n"
+      "    linger.ms: 5\n");
+  absl::StatusOr<Config> config = LoadConfig(
+      {"--config", path, "--kafka.ssl.ca.location=/ca.pem"},
+      {{"EVENTBUS_KAFKA_SASL_USERNAME", "app"},
+       {"EVENTBUS_KAFKA_SASL_PASSWORD", "s3cret"},
+       {"EVENTBUS_KAFKA_BROKERS", "e:9093"}});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->brokers, "e:9093");
+  EXPECT_THAT(config->kafka_properties,
+              UnorderedElementsAre(Pair("security.protocol", "SASL_SSL"),
+                                   Pair("sasl.mechanism", "SCRAM-SHA-512"),
+                                   Pair("sasl.username", "app"),
+                                   Pair("sasl.password", "s3cret"),
+                                   Pair("ssl.ca.location", "/ca.pem")));
+  EXPECT_THAT(config->producer_properties, ElementsAre(Pair("linger.ms", "5")));
+  // Secrets never reach --help.
+  EXPECT_THAT(ConfigHelp(), Not(HasSubstr("s3cret")));
+}
+
+TEST_F(ConfigTest, TlsKeysGoTogether) {
+  absl::StatusOr<Config> config = LoadConfig(
+      {"--server.listen=unix:/tmp/a.sock,0.0.0.0:50051,127.0.0.1:50052",
+       "--server.tls.cert_file=/c.pem", "--server.tls.key_file=/k.pem",
+       "--server.tls.client_ca_file=/ca.pem", "--server.tls.listen=0.0.0.0:50051",
+       "--server.tls.reload_interval=2s", "--server.unix_socket_mode=0600"},
+      {});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_THAT(TlsListenAddresses(*config), ElementsAre("0.0.0.0:50051"));
+  EXPECT_EQ(UnixSocketMode(*config), 0600u);
+  EXPECT_EQ(config->tls_reload_interval, absl::Seconds(2));
+
+  // Without server.tls.listen: every TCP address, never a Unix socket.
+  config = LoadConfig({"--server.listen=unix:/tmp/a.sock,0.0.0.0:1,127.0.0.1:2",
+                       "--server.tls.cert_file=/c.pem", "--server.tls.key_file=/k.pem"},
+                      {});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_THAT(TlsListenAddresses(*config), ElementsAre("0.0.0.0:1", "127.0.0.1:2"));
+  EXPECT_EQ(UnixSocketMode(*config), 0660u);
+
+  EXPECT_THAT(Message(LoadError({"--server.tls.cert_file=/c.pem"})),
+              HasSubstr("server.tls.cert_file and server.tls.key_file go together"));
+  EXPECT_THAT(Message(LoadError({"--server.tls.client_ca_file=/ca.pem"})),
+              HasSubstr("server.tls.client_ca_file needs server.tls.cert_file"));
+  EXPECT_THAT(Message(LoadError({"--server.tls.cert_file=/c.pem",
+                                 "--server.tls.key_file=/k.pem",
+                                 "--server.tls.listen=127.0.0.1:9"})),
+              HasSubstr("is not one of server.listen"));
+  EXPECT_THAT(Message(LoadError({"--server.listen=unix:/tmp/a.sock",
+                                 "--server.tls.cert_file=/c.pem",
+                                 "--server.tls.key_file=/k.pem"})),
+              HasSubstr("no TCP address"));
+  EXPECT_THAT(Message(LoadError({"--server.unix_socket_mode=0999"})),
+              HasSubstr("not an octal file mode"));
+  EXPECT_THAT(Message(LoadError({"--server.unix_socket_mode=rw"})),
+              HasSubstr("server.unix_socket_mode"));
 }
 
 }  // namespace

@@ -106,6 +106,25 @@ TEST(RdKafkaProducerTest, RejectsAnUnknownPropertyNamingIt) {
       << producer.status();
 }
 
+TEST(RdKafkaProducerTest, SecretValuesNeverAppearInErrors) {
+  EXPECT_TRUE(IsSecretProperty("sasl.password"));
+  EXPECT_TRUE(IsSecretProperty("ssl.key.password"));
+  EXPECT_TRUE(IsSecretProperty("ssl.key.pem"));
+  EXPECT_TRUE(IsSecretProperty("sasl.oauthbearer.client.secret"));
+  EXPECT_FALSE(IsSecretProperty("sasl.username"));
+  EXPECT_FALSE(IsSecretProperty("security.protocol"));
+  // A property librdkafka rejects, named like a secret: its value is not
+  // repeated; a plain one is.
+  absl::StatusOr<RdKafkaConfPtr> conf =
+      MakeRdKafkaConf({{"sasl.mechanism", "PLAIN"}, {"x.password", "hunter2"}});
+  ASSERT_FALSE(conf.ok());
+  EXPECT_TRUE(absl::StrContains(conf.status().message(), "x.password"));
+  EXPECT_FALSE(absl::StrContains(conf.status().message(), "hunter2")) << conf.status();
+  conf = MakeRdKafkaConf({{"security.protocol", "carrier-pigeon"}});
+  ASSERT_FALSE(conf.ok());
+  EXPECT_TRUE(absl::StrContains(conf.status().message(), "carrier-pigeon"));
+}
+
 TEST(RdKafkaProducerTest, DeliversWithPartitionAndOffset) {
   MockCluster cluster;
   auto producer = NewProducer(cluster.bootstraps());
