@@ -18,7 +18,12 @@ for setup in client/*/setup.sh; do
 done
 
 KAFKA_DIR="$REPO/build/kafka-test"
-stop_kafka() { deploy/kafka/kafka.sh stop "$KAFKA_DIR" >/dev/null 2>&1 || true; }
+# The secured Kafka (SASL_SSL and ACLs) that tests/integration/secure_kafka_test.cc
+# starts in build/kafka-secure, stopped too.
+stop_kafka() {
+  deploy/kafka/kafka.sh stop "$KAFKA_DIR" >/dev/null 2>&1 || true
+  deploy/kafka/kafka.sh stop "$REPO/build/kafka-secure" >/dev/null 2>&1 || true
+}
 trap stop_kafka EXIT
 
 echo "test: starting the local Kafka" >&2

@@ -287,8 +287,10 @@ void GroupConsumer::OnMessage(const rd_kafka_message_t* msg) {
           sink_->Failed(
               msg->err == RD_KAFKA_RESP_ERR__FATAL
                   ? absl::InternalError(absl::StrCat("Kafka consumer failed: ", what))
-                  : absl::PermissionDeniedError(
-                        absl::StrCat("Kafka refused the subscription: ", what)));
+                  : absl::PermissionDeniedError(absl::StrCat(
+                        "Kafka refused the subscription of group \"",
+                        options_.group, "\" to ", absl::StrJoin(options_.topics, ", "),
+                        ": ", what)));
         }
         return;
       }

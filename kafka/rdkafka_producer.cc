@@ -179,6 +179,13 @@ void RdKafkaProducer::ErrorCallback(rd_kafka_t* rk, int err,
     self->all_down_ns_.store(absl::GetCurrentTimeNanos());
     self->connected_.store(false, std::memory_order_release);
   }
+  if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+    // Retried by librdkafka; the sidecar stays NOT_SERVING meanwhile.
+    spdlog::error(
+        "Kafka authentication failed: {} (check kafka.sasl.* and kafka.ssl.*)",
+        reason);
+    return;
+  }
   spdlog::warn("Kafka producer: {}: {}",
                rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)),
                reason);
