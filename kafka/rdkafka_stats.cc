@@ -69,15 +69,21 @@ void ReadTopic(absl::string_view topic_name, absl::string_view text,
     if (m.name != "partitions") continue;
     for (const JsonMember& p : Members(m.value)) {
       int64_t partition = -1, lag = -1;
+      bool desired = false;
       for (const JsonMember& f : Members(p.value)) {
         if (f.name == "partition") {
           ReadInt(f.value, &partition);
         } else if (f.name == "consumer_lag") {
           ReadInt(f.value, &lag);
+        } else if (f.name == "desired") {
+          desired = f.value == "true";
         }
       }
-      // -1: the internal unassigned partition, or a lag not known yet.
-      if (partition >= 0 && lag >= 0) {
+      // -1: the internal unassigned partition, or a lag not known yet. A
+      // partition that is not "desired" is no longer assigned to this
+      // consumer (revoked or lost): its figures are stale, and the member
+      // that has it now reports it.
+      if (partition >= 0 && lag >= 0 && desired) {
         out->push_back(
             {std::string(topic_name), static_cast<int32_t>(partition), lag});
       }

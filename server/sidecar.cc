@@ -23,6 +23,8 @@ namespace eventbus::server {
 namespace {
 
 constexpr absl::string_view kServiceName = "eventbus.v1.EventBus";
+// The health service name for liveness probes: SERVING while gRPC serves.
+constexpr absl::string_view kLivenessService = "liveness";
 constexpr int64_t kGrpcDefaultMaxReceive = 4 << 20;
 constexpr int64_t kGrpcFramingAllowance = 64 << 10;
 constexpr absl::Duration kHealthCheckInterval = absl::Milliseconds(200);
@@ -253,6 +255,9 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const Config& config) {
       sidecar->server_->GetHealthCheckService();
   health->SetServingStatus(false);
   health->SetServingStatus(std::string(kServiceName), false);
+  // For liveness probes: SERVING while the process serves gRPC at all,
+  // whatever Kafka does (restarting the sidecar would not bring Kafka back).
+  health->SetServingStatus(std::string(kLivenessService), true);
   sidecar->health_thread_ =
       std::thread([s = sidecar.get()] {
         pthread_setname_np(pthread_self(), "eb-health");

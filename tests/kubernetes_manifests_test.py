@@ -13,7 +13,9 @@ deploy/install-deps.sh builds into build/tools/bin), then:
     it itself (check `podmonitor`); any other kind without a schema fails.
   * checks what no schema can say: the sidecar is a native sidecar
     (initContainers, restartPolicy Always), its probes hit its own plaintext
-    ports, the pod's grace period outlasts server.shutdown_grace, the
+    ports and the right health (liveness: the gRPC health service "liveness"
+    or HTTP /healthz, which stay SERVING while Kafka is away; startup and
+    readiness: the default service or /readyz, which follow Kafka), the pod's grace period outlasts server.shutdown_grace, the
     application's EVENTBUS_ADDRESS names the sidecar's socket in a volume both
     mount and may connect to, the security context, resources, where config
     and credentials come from, the Prometheus annotations and PodMonitor, and
@@ -80,6 +82,15 @@ CONFIG_SECTIONS = ("KAFKA_", "SERVER_", "ADMIN_", "EVENTS_", "LIMITS_", "SUBSCRI
 # The sidecar's plain HTTP paths on the metrics port.
 HTTP_PATHS = ("/healthz", "/readyz", "/metrics")
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+# The sidecar's gRPC health services (docs/operations.md, "Health and
+# shutdown"): "" and "eventbus.v1.EventBus" are SERVING only while Kafka is
+# reachable; "liveness" whenever the sidecar serves gRPC at all. Any other
+# name is NOT_FOUND, and a probe of it never succeeds.
+KAFKA_HEALTH_SERVICES = ("", "eventbus.v1.EventBus")
+LIVENESS_SERVICE = "liveness"
+# The HTTP twins on the metrics port: /readyz of the default service,
+# /healthz of "liveness".
+READY_PATH, LIVE_PATH = "/readyz", "/healthz"
 PROBE_HANDLERS = ("grpc", "httpGet", "tcpSocket", "exec")
 # The PodMonitor fields (monitoring.coreos.com/v1) the check accepts; the
 # validator has no schema for this custom resource.
@@ -427,13 +438,33 @@ def check_probes(objects, variant):
                                   f"only HTTP the sidecar serves")
                 elif path not in HTTP_PATHS:
                     errors.append(f"{where}.httpGet.path: {path!r} is none of the sidecar's paths {HTTP_PATHS}")
-                elif probe_name == "livenessProbe" and path != "/healthz":
-                    errors.append(f"{where}.httpGet.path: {path!r}; liveness is /healthz (/readyz fails "
-                                  f"whenever Kafka is unreachable, and a restart cannot fix Kafka)")
-            if probe_name == "livenessProbe" and h == "grpc":
-                errors.append(f"{where}: gRPC health is NOT_SERVING whenever Kafka is unreachable, so this "
-                              f"would restart a healthy sidecar in every Kafka outage: use httpGet /healthz")
+                elif probe_name == "livenessProbe" and path != LIVE_PATH:
+                    errors.append(f"{where}.httpGet.path: {path!r}; liveness is {LIVE_PATH} ({READY_PATH} "
+                                  f"fails whenever Kafka is unreachable, so this would restart a healthy "
+                                  f"sidecar in every Kafka outage, and a restart cannot bring Kafka back)")
+                elif probe_name != "livenessProbe" and path != READY_PATH:
+                    errors.append(f"{where}.httpGet.path: {path!r}; {probe_name} is {READY_PATH} (200 only "
+                                  f"while Kafka is reachable), or it would pass without Kafka")
+            if h == "grpc":
+                errors += grpc_probe_service(where, probe_name, probe["grpc"].get("service") or "")
     return errors
+
+
+def grpc_probe_service(where, probe_name, service):
+    """Problems with the health service name a gRPC probe asks for."""
+    known = KAFKA_HEALTH_SERVICES + (LIVENESS_SERVICE,)
+    named = repr(service) if service else "the default service ''"
+    if service not in known:
+        return [f"{where}.grpc.service: {service!r} is none of the sidecar's health services {known}: "
+                f"the health check answers NOT_FOUND and the probe never succeeds"]
+    if probe_name == "livenessProbe" and service != LIVENESS_SERVICE:
+        return [f"{where}.grpc.service: {named} is NOT_SERVING whenever Kafka is unreachable, so this "
+                f"would restart a healthy sidecar in every Kafka outage (failing the events it holds), and a "
+                f"restart cannot bring Kafka back: use service: {LIVENESS_SERVICE}"]
+    if probe_name != "livenessProbe" and service == LIVENESS_SERVICE:
+        return [f"{where}.grpc.service: {service!r} is SERVING even while Kafka is unreachable, and "
+                f"{probe_name} must follow Kafka: use the default service (no service)"]
+    return []
 
 
 def check_grace(objects, variant):
@@ -917,10 +948,27 @@ BROKEN = [
     ("the sidecar is a regular container", "base", deployment(move_to_containers), "native_sidecar"),
     ("the readiness probe's port is not the gRPC port", "base",
      deployment(lambda d: sidecar(d)["readinessProbe"]["grpc"].update(port=50052)), "probes"),
-    ("the liveness probe names a port the sidecar lacks", "base",
-     deployment(lambda d: sidecar(d)["livenessProbe"]["httpGet"].update(port="metric")), "probes"),
-    ("the liveness probe is gRPC health (fails with Kafka)", "base",
-     deployment(lambda d: sidecar(d).update(livenessProbe={"grpc": {"port": 50051}})), "probes"),
+    ("the liveness probe names a port the sidecar lacks", "example-tls",
+     lambda t: edit_text(t, "components/tls/sidecar-tls.yaml",
+                         "              path: /healthz\n              port: metrics\n",
+                         "              path: /healthz\n              port: metric\n"), "probes"),
+    ("the gRPC liveness probe on the default service (fails with Kafka)", "base",
+     deployment(lambda d: sidecar(d)["livenessProbe"]["grpc"].pop("service")), "probes"),
+    ("the gRPC liveness probe on eventbus.v1.EventBus (fails with Kafka)", "base",
+     deployment(lambda d: sidecar(d)["livenessProbe"]["grpc"].update(service="eventbus.v1.EventBus")),
+     "probes"),
+    ("a gRPC probe of a health service the sidecar lacks", "base",
+     deployment(lambda d: sidecar(d)["livenessProbe"]["grpc"].update(service="live")), "probes"),
+    ("the readiness probe on the liveness service (ready without Kafka)", "base",
+     deployment(lambda d: sidecar(d)["readinessProbe"]["grpc"].update(service="liveness")), "probes"),
+    ("the HTTP liveness probe on /readyz (fails with Kafka)", "example-tls",
+     lambda t: edit_text(t, "components/tls/sidecar-tls.yaml", "path: /healthz", "path: /readyz"), "probes"),
+    ("the HTTP startup probe on /healthz (starts the application without Kafka)", "example-tls",
+     lambda t: edit_text(t, "components/tls/sidecar-tls.yaml", "path: /readyz", "path: /healthz"), "probes"),
+    ("TLS on the port the gRPC liveness probe uses", "example-tls",
+     lambda t: edit_text(t, "components/tls/sidecar-tls.yaml",
+                         "          livenessProbe:\n            grpc: null\n            httpGet:\n"
+                         "              path: /healthz\n              port: metrics\n", ""), "probes"),
     ("the startup probe is missing", "base", deployment(lambda d: sidecar(d).pop("startupProbe")), "probes"),
     ("the gRPC port is another one in the config", "base",
      lambda t: edit_text(t, "base/eventbus.yaml", "- 0.0.0.0:50051", "- 0.0.0.0:50052"), "probes"),

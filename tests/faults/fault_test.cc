@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "kafka/admin.h"
 #include "tests/faults/cluster.h"
 #include "tests/faults/harness.h"
 #include "tests/integration/kafka_test_env.h"
@@ -116,6 +117,25 @@ class FaultTest : public ::testing::Test {
     }
     std::cout << "FAULT metrics: backlog " << lag << " records "
               << Seconds(absl::Now() - received) << " after the group received every event\n";
+    if (lag != 0) {
+      // What Kafka itself holds for the group, beside the metric's series.
+      kafka::Admin admin({{"bootstrap.servers", g_cluster->brokers()}});
+      absl::StatusOr<kafka::GroupDescription> g = admin.DescribeGroup(group_, absl::Seconds(10));
+      if (g.ok()) {
+        for (const kafka::GroupPartitionOffset& o : g->offsets) {
+          std::cout << "  Kafka: partition " << o.partition << " committed "
+                    << o.committed_offset << " end " << o.high_watermark << " lag " << o.lag
+                    << "\n";
+        }
+      }
+      absl::StatusOr<std::vector<MetricSample>> m = Scrape();
+      for (const MetricSample& x : m.ok() ? *m : std::vector<MetricSample>{}) {
+        if (x.name == "eventbus_subscribe_lag_records") {
+          std::cout << "  metric: partition " << x.labels.at("partition") << " lag " << x.value
+                    << "\n";
+        }
+      }
+    }
     EXPECT_EQ(lag, 0) << "eventbus_subscribe_lag_records of the group never drained to 0";
     reader_->Stop();
     health_->Stop();

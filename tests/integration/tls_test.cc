@@ -9,7 +9,9 @@
 #include <gtest/gtest.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -115,6 +117,23 @@ TEST_F(TlsTest, MutualTlsRefusesClientsWithoutAValidCertificate) {
   EXPECT_EQ(records[0].offset, resp.offset());
   // The refusals did not hurt the sidecar.
   EXPECT_EQ(Health(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  // The CLI: --tls-ca with a client certificate publishes; without one it is
+  // refused (exit 1); half a certificate is a usage error (exit 2).
+  auto cli = [&](const std::string& tls_flags) {
+    const std::string command = absl::StrCat(
+        EVENTBUS_CLI_BINARY, " publish --address ", address, " --topic ", topic,
+        " --type com.example.tls --data cli ", tls_flags, " >/dev/null 2>&1");
+    const int rc = std::system(command.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  };
+  const std::string cert = absl::StrCat(" --tls-cert ", certs_.Path("client.crt"),
+                                        " --tls-key ", certs_.Path("client.key"));
+  EXPECT_EQ(cli(absl::StrCat("--tls-ca ", ca, cert)), 0);
+  EXPECT_EQ(cli(absl::StrCat("--tls-ca ", ca)), 1);
+  EXPECT_EQ(cli(absl::StrCat("--tls-ca ", ca, " --tls-cert ", certs_.Path("client.crt"))),
+            2);
+  EXPECT_EQ(ReadTopic(topic).size(), 2u) << "the CLI's event is not in Kafka";
 
   // The Unix socket is plaintext, with the default mode 0660.
   struct stat st;

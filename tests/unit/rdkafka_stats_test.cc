@@ -32,10 +32,12 @@ constexpr char kConsumerStats[] = R"({
   "topics": {
     "orders": {"topic": "orders", "partitions": {
       "-1": {"partition": -1, "consumer_lag": -1},
-      "0": {"partition": 0, "hi_offset": 120, "committed_offset": 100,
-            "consumer_lag": 20, "consumer_lag_stored": 15},
-      "1": {"partition": 1, "hi_offset": -1, "committed_offset": -1001,
-            "consumer_lag": -1}
+      "0": {"partition": 0, "desired": true, "hi_offset": 120,
+            "committed_offset": 100, "consumer_lag": 20, "consumer_lag_stored": 15},
+      "1": {"partition": 1, "desired": true, "hi_offset": -1,
+            "committed_offset": -1001, "consumer_lag": -1},
+      "2": {"partition": 2, "desired": false, "hi_offset": 500,
+            "committed_offset": 239, "consumer_lag": 261}
     }}
   },
   "cgrp": {"state": "up", "rebalance_cnt": 1}
