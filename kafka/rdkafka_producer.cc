@@ -33,6 +33,25 @@ constexpr int kMetadataTimeoutMs = 1500;
 // entirely goes NOT_SERVING after this window.
 constexpr absl::Duration kAnswerWindow = absl::Seconds(10);
 constexpr absl::Duration kPurgeDrainLimit = absl::Seconds(10);
+// Re-creating a producer Kafka refused (its user may not write): after 1 s,
+// doubling up to this, so that a misconfigured user does not re-create the
+// producer, and log it, several times a second.
+constexpr absl::Duration kMaxRefusedBackoff = absl::Seconds(30);
+
+bool IsAuthorizationError(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED ||
+         err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+         err == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+}
+
+absl::Status RefusedStatus(int refused, absl::string_view topic) {
+  return absl::PermissionDeniedError(absl::StrCat(
+      "Kafka refused the sidecar's producer (",
+      rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(refused)),
+      "): the event for topic \"", topic,
+      "\" was not written; the sidecar's Kafka user needs Write on the topic "
+      "(the idempotent producer needs Write on at least one topic)"));
+}
 
 void LogCallback(const rd_kafka_t* rk, int level, const char* fac,
                  const char* buf) noexcept {
@@ -155,10 +174,19 @@ void RdKafkaProducer::DeliveryReport(rd_kafka_t* /*rk*/,
     // Negative (RD_KAFKA_OFFSET_INVALID) when librdkafka learned the record
     // was stored from the ack of a later request after this one's timed out.
     result.offset = msg->offset >= 0 ? msg->offset : -1;
+    static_cast<RdKafkaProducer*>(opaque)->refused_.store(0);
   } else {
-    result.status = DeliveryErrorToStatus(
-        msg->err, rd_kafka_topic_name(msg->rkt),
-        rd_kafka_message_status(msg) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED);
+    const bool possibly_persisted =
+        rd_kafka_message_status(msg) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
+    const int refused = static_cast<RdKafkaProducer*>(opaque)->refused_.load();
+    const bool purged = msg->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+                        msg->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT ||
+                        msg->err == RD_KAFKA_RESP_ERR__FATAL;
+    result.status =
+        purged && refused != 0 && !possibly_persisted
+            ? RefusedStatus(refused, rd_kafka_topic_name(msg->rkt))
+            : DeliveryErrorToStatus(msg->err, rd_kafka_topic_name(msg->rkt),
+                                    possibly_persisted);
   }
   std::move(ctx->done)(std::move(result));
 }
@@ -169,9 +197,20 @@ void RdKafkaProducer::ErrorCallback(rd_kafka_t* rk, int err,
   if (err == RD_KAFKA_RESP_ERR__FATAL) {
     char fatal[512];
     rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-    spdlog::error("Kafka producer fatal error {}: {}; re-creating the producer",
-                  rd_kafka_err2name(orig), fatal);
-    if (rk == self->current_rk_.load()) self->fatal_.store(true);
+    if (rk != self->current_rk_.load()) return;
+    if (IsAuthorizationError(orig)) {
+      self->refused_.store(orig);
+      spdlog::error(
+          "Kafka refused the producer ({}: {}): publishes fail with "
+          "PERMISSION_DENIED; the sidecar's Kafka user needs Write on the "
+          "topics it publishes to; trying again with back-off",
+          rd_kafka_err2name(orig), fatal);
+    } else {
+      self->refused_.store(0);
+      spdlog::error("Kafka producer fatal error {}: {}; re-creating the producer",
+                    rd_kafka_err2name(orig), fatal);
+    }
+    self->fatal_.store(true);
     return;
   }
   // A handle being purged after a fatal error says nothing of the brokers.
@@ -233,6 +272,11 @@ absl::Status RdKafkaProducer::Produce(Record record, absl::Time deadline,
   if (stopping_) {
     return absl::UnavailableError(
         "eventbus is shutting down and takes no new events");
+  }
+  // Kafka refused the producer and the next attempt is backing off: fail
+  // now rather than wait for it.
+  if (const int refused = refused_.load(); refused != 0 && fatal_.load()) {
+    return RefusedStatus(refused, record.topic);
   }
   if (waiting_.empty() && Connected()) {
     int err = ProduceNow(rk_.get(), record, done);
@@ -374,8 +418,18 @@ void RdKafkaProducer::PollLoop() {
   while (true) {
     Handle rk = CurrentHandle();
     rd_kafka_poll(rk.get(), kPollTimeoutMs);
-    if (fatal_.exchange(false)) {
+    if (fatal_.load() && absl::GetCurrentTimeNanos() >= recreate_after_ns_) {
+      fatal_.store(false);
       Recreate();
+      if (refused_.load() != 0) {
+        const absl::Duration backoff = std::min(
+            kMaxRefusedBackoff, absl::Seconds(1) * (1 << std::min(refusals_++, 5)));
+        recreate_after_ns_ =
+            absl::GetCurrentTimeNanos() + absl::ToInt64Nanoseconds(backoff);
+      } else {
+        refusals_ = 0;
+        recreate_after_ns_ = 0;
+      }
       continue;
     }
     const absl::Time now = absl::Now();

@@ -149,6 +149,15 @@ class RdKafkaProducer final : public Producer {
   std::atomic<int64_t> last_answer_ns_{0};
   std::atomic<int64_t> all_down_ns_{0};
   std::atomic<bool> fatal_{false};
+  // The authorization error (e.g. CLUSTER_AUTHORIZATION_FAILED) of the last
+  // fatal error when Kafka refused the producer itself; 0 otherwise, and
+  // after an event is delivered. Events fail with PERMISSION_DENIED then,
+  // and the handle is re-created with back-off instead of at once.
+  std::atomic<int> refused_{0};
+  // Poll thread only: refusals in a row, and when the next re-creation may
+  // happen (absl::GetCurrentTimeNanos).
+  int refusals_ = 0;
+  int64_t recreate_after_ns_ = 0;
   std::atomic<rd_kafka_t*> current_rk_{nullptr};
   std::atomic<int> recreations_{0};
   std::atomic<size_t> undelivered_at_shutdown_{0};

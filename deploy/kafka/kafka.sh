@@ -18,8 +18,8 @@
 #   deploy/kafka/kafka.sh fetch                  only fetch the jars into <repo>/build/kafka-lib
 #
 # With LOCAL_KAFKA_SECURE=1, start adds a SASL_SSL listener (address in DIR/bootstrap-sasl-ssl;
-# CA certificate DIR/tls/ca.crt; SCRAM-SHA-512 users admin/admin-secret, a super user, and
-# app/app-secret) authorized by ACLs; the PLAINTEXT listener it prints stays open for tooling,
+# CA certificate DIR/tls/ca.crt; SCRAM-SHA-512 users admin/admin-secret, a super user,
+# app/app-secret and nobody/nobody-secret) authorized by ACLs; the PLAINTEXT listener it prints stays open for tooling,
 # as a super user.
 #
 # Three-node cluster (node ids 1,2,3, each broker+controller, static quorum of all three):
@@ -76,8 +76,9 @@ STORAGE_CLASS=kafka.tools.StorageTool
 # users and ACLs; see write_config.
 SECURE="${LOCAL_KAFKA_SECURE:-0}"
 SECURE_STORE_PASSWORD=eventbus-test-store
-# SCRAM-SHA-512 users made when the storage is formatted: admin is a super user.
-SECURE_USERS=("admin:admin-secret" "app:app-secret")
+# SCRAM-SHA-512 users made when the storage is formatted: admin is a super
+# user; app and nobody get what a test grants them.
+SECURE_USERS=("admin:admin-secret" "app:app-secret" "nobody:nobody-secret")
 BROKER_CLASS=kafka.Kafka
 
 usage() {

@@ -9,8 +9,10 @@
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -104,12 +106,13 @@ class SecureKafkaTest : public ::testing::Test {
 
   // The sidecar's flags for user `user` with `password` over SASL_SSL.
   static std::vector<std::string> Flags(const std::string& address,
-                                        const std::string& password = "app-secret") {
+                                        const std::string& password = "app-secret",
+                                        const std::string& user = "app") {
     return {absl::StrCat("--kafka.brokers=", sasl_ssl_),
             absl::StrCat("--server.listen=", address),
             "--kafka.security.protocol=SASL_SSL",
             "--kafka.sasl.mechanism=SCRAM-SHA-512",
-            "--kafka.sasl.username=app",
+            absl::StrCat("--kafka.sasl.username=", user),
             absl::StrCat("--kafka.sasl.password=", password),
             absl::StrCat("--kafka.ssl.ca.location=", kDir, "/tls/ca.crt"),
             // A member that leaves is noticed quickly.
@@ -243,6 +246,44 @@ TEST_F(SecureKafkaTest, GroupItMayNotUseIsPermissionDeniedOnSubscribe) {
   grpc::Status s = stream->Finish();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
   EXPECT_TRUE(absl::StrContains(s.error_message(), group)) << s.error_message();
+}
+
+// A user that may write no topic at all: Kafka refuses the idempotent
+// producer itself (InitProducerId, CLUSTER_AUTHORIZATION_FAILED). Publishes
+// fail with PERMISSION_DENIED naming the topic, and the producer is tried
+// again with back-off, not several times a second.
+TEST_F(SecureKafkaTest, UserWhoMayWriteNothingGetsPermissionDenied) {
+  const std::string address = SidecarSocketAddress();
+  SidecarProcess sidecar(Flags(address, "nobody-secret", "nobody"));
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  ASSERT_TRUE(WaitSidecarServing(channel, absl::Seconds(30))) << sidecar.Log();
+  auto stub = v1::EventBus::NewStub(channel);
+  const std::string topic = UniqueTopic("secure-ok-topic");
+  CreateSecureTopic(topic);
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 3; ++i) {
+    v1::PublishResponse resp;
+    grpc::Status s = Publish(stub.get(), topic, "refused", &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+    EXPECT_TRUE(absl::StrContains(s.error_message(), topic)) << s.error_message();
+    EXPECT_TRUE(absl::StrContains(s.error_message(), "needs Write")) << s.error_message();
+  }
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20)) << "the refusals waited for a deadline";
+  absl::SleepFor(absl::Seconds(6));
+  const std::string log = sidecar.Log();
+  size_t refusals = 0;
+  for (size_t at = log.find("Kafka refused the producer"); at != std::string::npos;
+       at = log.find("Kafka refused the producer", at + 1)) {
+    ++refusals;
+  }
+  // With the back-off (1 s, doubling) the attempts grow with the logarithm
+  // of the time; without it there would be one or more per second.
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start) + 1;
+  const size_t most = 3 + static_cast<size_t>(std::ceil(std::log2(seconds)));
+  std::cerr << "producer refusals logged: " << refusals << " in " << seconds
+            << " s (at most " << most << " with back-off)\n";
+  EXPECT_GE(refusals, 1u);
+  EXPECT_LE(refusals, most) << "the producer is re-created too often:\n" << log;
 }
 
 }  // namespace
