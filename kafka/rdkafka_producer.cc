@@ -174,7 +174,10 @@ void RdKafkaProducer::DeliveryReport(rd_kafka_t* /*rk*/,
     // Negative (RD_KAFKA_OFFSET_INVALID) when librdkafka learned the record
     // was stored from the ack of a later request after this one's timed out.
     result.offset = msg->offset >= 0 ? msg->offset : -1;
-    static_cast<RdKafkaProducer*>(opaque)->refused_.store(0);
+    // Read first: a store on every delivery would bounce the cache line
+    // between the delivery and the publish threads.
+    auto& refused = static_cast<RdKafkaProducer*>(opaque)->refused_;
+    if (refused.load(std::memory_order_relaxed) != 0) refused.store(0);
   } else {
     const bool possibly_persisted =
         rd_kafka_message_status(msg) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
