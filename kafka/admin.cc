@@ -6,6 +6,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/functional/function_ref.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kafka/rdkafka_producer.h"
@@ -116,6 +117,31 @@ absl::Status GroupResultStatus(const rd_kafka_group_result_t* group,
     }
   }
   return absl::OkStatus();
+}
+
+// A group's coordinator answers "loading" (right after a broker starts, or
+// when the coordinator moves) or "not coordinator" for a moment: such
+// answers are asked again until the deadline, as Kafka's own tools do.
+constexpr absl::Duration kCoordinatorRetry = absl::Milliseconds(100);
+
+bool IsCoordinatorMoving(const absl::Status& s) {
+  return absl::IsUnavailable(s) &&
+         (absl::StrContains(s.message(), "(COORDINATOR_LOAD_IN_PROGRESS)") ||
+          absl::StrContains(s.message(), "(COORDINATOR_NOT_AVAILABLE)") ||
+          absl::StrContains(s.message(), "(NOT_COORDINATOR)"));
+}
+
+template <typename Attempt>
+auto RetryWhileCoordinatorMoves(absl::Duration timeout, Attempt attempt) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    auto result = attempt(std::max(deadline - absl::Now(), absl::Milliseconds(1)));
+    if (result.ok() || !IsCoordinatorMoving(result.status()) ||
+        absl::Now() + kCoordinatorRetry >= deadline) {
+      return result;
+    }
+    absl::SleepFor(kCoordinatorRetry);
+  }
 }
 
 int TimeoutMs(absl::Duration timeout) {
@@ -476,6 +502,13 @@ absl::StatusOr<std::vector<GroupSummary>> Admin::ListGroups(
 
 absl::StatusOr<GroupDescription> Admin::DescribeGroupMembers(
     rd_kafka_t* rk, const std::string& group, absl::Duration timeout) {
+  return RetryWhileCoordinatorMoves(timeout, [&](absl::Duration left) {
+    return DescribeGroupMembersOnce(rk, group, left);
+  });
+}
+
+absl::StatusOr<GroupDescription> Admin::DescribeGroupMembersOnce(
+    rd_kafka_t* rk, const std::string& group, absl::Duration timeout) {
   const std::string what = absl::StrCat("group ", group);
   Call call(this, rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS, timeout);
   const char* groups[] = {group.c_str()};
@@ -540,6 +573,14 @@ absl::StatusOr<GroupDescription> Admin::DescribeGroupMembers(
 }
 
 absl::StatusOr<std::map<GroupPartition, int64_t>> Admin::CommittedOffsets(
+    rd_kafka_t* rk, const std::string& group,
+    const std::vector<GroupPartition>* partitions, absl::Duration timeout) {
+  return RetryWhileCoordinatorMoves(timeout, [&](absl::Duration left) {
+    return CommittedOffsetsOnce(rk, group, partitions, left);
+  });
+}
+
+absl::StatusOr<std::map<GroupPartition, int64_t>> Admin::CommittedOffsetsOnce(
     rd_kafka_t* rk, const std::string& group,
     const std::vector<GroupPartition>* partitions, absl::Duration timeout) {
   const std::string what = absl::StrCat("group ", group);

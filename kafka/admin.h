@@ -175,6 +175,13 @@ class Admin {
   absl::StatusOr<std::map<GroupPartition, int64_t>> CommittedOffsets(
       rd_kafka_t* rk, const std::string& group,
       const std::vector<GroupPartition>* partitions, absl::Duration timeout);
+  // One attempt of each of the two above; they retry these while the
+  // group's coordinator is loading or moving.
+  absl::StatusOr<GroupDescription> DescribeGroupMembersOnce(
+      rd_kafka_t* rk, const std::string& group, absl::Duration timeout);
+  absl::StatusOr<std::map<GroupPartition, int64_t>> CommittedOffsetsOnce(
+      rd_kafka_t* rk, const std::string& group,
+      const std::vector<GroupPartition>* partitions, absl::Duration timeout);
 
   const std::map<std::string, std::string> properties_;
   std::atomic<bool> cancelled_{false};

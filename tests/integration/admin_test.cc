@@ -201,6 +201,8 @@ TEST_F(AdminTest, TopicIsCreatedDescribedListedAndDeletedInKafka) {
                              [](const v1::TopicSummary& a, const v1::TopicSummary& b) {
                                return a.name() < b.name();
                              }));
+  // Kafka creates __consumer_offsets at the first use of a group.
+  CommitOffsets(UniqueTopic("admin-topic-group"), topic, {{0, 0}});
   list.set_include_internal(true);
   ASSERT_TRUE(Call(admin_.get(), &v1::Admin::Stub::ListTopics, list, &topics).ok());
   EXPECT_TRUE(std::any_of(topics.topics().begin(), topics.topics().end(),
