@@ -594,6 +594,14 @@ void GroupConsumer::OnRevoke(rd_kafka_topic_partition_list_t* partitions,
   // their completion no longer counts (the partition is not assigned).
   sink_->Revoked(revoked);
   if (commit->cnt > 0) {
+    // Stored too, not only committed: at unassign, librdkafka's auto-commit
+    // commits each removed partition's *stored* offset, which Tick may have
+    // stored before the last acks came in; committed after ours, that older
+    // offset would take the group back and redeliver acked events to the
+    // next owner (seen: an event acked once, its ack answered, delivered
+    // again to the member that took the partition). The partitions are
+    // still assigned inside this callback, so the store is accepted.
+    rd_kafka_offsets_store(rk_.get(), commit.get());
     rd_kafka_resp_err_t err = rd_kafka_commit(rk_.get(), commit.get(), 0);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR &&
         err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
