@@ -8,14 +8,16 @@
 # that answers at once: the gRPC floor), subscribe throughput (a plain
 # librdkafka group consumer next to Subscribe with acks, and Subscribe
 # against the floor, which feeds the same deliveries), publish-ack and
-# end-to-end latency at 1,000 and 10,000 events/s offered open loop, and the
-# sidecar process's memory and CPU per 1,000 events.
+# end-to-end latency at 1,000 and 10,000 events/s offered open loop, the CPU
+# of the sidecar, the broker and a direct producer at fixed rates of 100,
+# 1,000 and 10,000 events/s, and the sidecar process's memory and CPU per
+# 1,000 events.
 #
 # Usage: deploy/bench.sh [eventbus-bench arguments...]
 #   deploy/bench.sh                          default sizes (200000 events of 100 B, 2 runs)
 #   deploy/bench.sh --smoke                  a few seconds, checks everything works
 #   deploy/bench.sh --events 50000 --runs 3 --json build/bench.json
-#   deploy/bench.sh --only subscribe         one group: publish, subscribe, latency or resources
+#   deploy/bench.sh --only subscribe         one group: publish, subscribe, latency, rates or resources
 # Exits with eventbus-bench's status: non-zero when an event failed.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

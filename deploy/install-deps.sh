@@ -62,7 +62,7 @@ APT_PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libgtest-dev libgmock-dev
-  libyaml-cpp-dev libcpp-httplib-dev
+  libyaml-cpp-dev libcpp-httplib-dev libjemalloc-dev
   openjdk-17-jdk-headless maven python3 curl ca-certificates
   # python3 -m venv (Debian's python3 has no ensurepip without it).
   python3-venv
@@ -80,7 +80,7 @@ APT_PACKAGES=(
 BUILD_ONLY_APT_PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libspdlog-dev libyaml-cpp-dev libcpp-httplib-dev curl ca-certificates
+  libabsl-dev libspdlog-dev libyaml-cpp-dev libcpp-httplib-dev libjemalloc-dev curl ca-certificates
   dpkg-dev libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev libcurl4-openssl-dev
 )
 

@@ -28,7 +28,8 @@ if [[ "${1:-}" == stop ]]; then
 fi
 
 deploy/install-deps.sh
-deploy/build.sh
+# The sidecar first, so that the first call does not wait for every test.
+deploy/build.sh --target eventbus-sidecar
 brokers="$(deploy/kafka/kafka.sh start "$KAFKA_DIR" | tail -n 1)"
 
 if ! sidecar_running; then
@@ -52,8 +53,8 @@ echo
 echo "eventbus-sidecar is serving on $ADDRESS (Kafka at $brokers, log in build/sidecar.log)."
 echo "Publishing one event:"
 echo
-echo "  $GRPCURL -plaintext -d '{\"topic\":\"demo\",\"key\":\"order-1\",\"event\":{\"type\":\"com.example.order.created\",\"data\":\"aGVsbG8=\"}}' $ADDRESS eventbus.v1.EventBus/Publish"
-"$GRPCURL" -plaintext -d '{"topic":"demo","key":"order-1","event":{"type":"com.example.order.created","data":"aGVsbG8="}}' \
+echo "  $GRPCURL -plaintext -emit-defaults -d '{\"topic\":\"demo\",\"key\":\"order-1\",\"event\":{\"type\":\"com.example.order.created\",\"data\":\"aGVsbG8=\"}}' $ADDRESS eventbus.v1.EventBus/Publish"
+"$GRPCURL" -plaintext -emit-defaults -d '{"topic":"demo","key":"order-1","event":{"type":"com.example.order.created","data":"aGVsbG8="}}' \
   "$ADDRESS" eventbus.v1.EventBus/Publish
 cat <<MSG
 
@@ -64,4 +65,5 @@ More to try (see README.md, "Calling it with grpcurl"):
   deploy/kafka/kafka.sh console-consumer $KAFKA_DIR --topic demo --from-beginning --property print.headers=true --max-messages 1
 
 Stop everything with: deploy/quickstart.sh stop
+The CLI, the C++ client, the tests and the benchmark build with: deploy/build.sh
 MSG

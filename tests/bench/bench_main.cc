@@ -22,7 +22,11 @@
 //   floor unary c64 from thread
 //                   the floor's unary calls finished from a thread of the
 //                   floor's own, as the sidecar finishes them from
-//                   librdkafka's delivery-report thread.
+//                   librdkafka's delivery-report thread;
+//   sidecar plain b100, floor plain b100
+//                   what a plain client sends: PublishStream with 100
+//                   events per message, events without id and time (the
+//                   sidecar fills both), 50 keys.
 // Direct and sidecar scenarios alternate within each run (direct runs before
 // each sidecar scenario); the table shows the median of the runs. MB/s
 // counts event data bytes only; "app cpu", "srv cpu" and "kafka cpu" are
@@ -60,7 +64,18 @@
 // while 10,000 events/s of 1 KiB are published (5 s), then published and
 // subscribed at once (5 s).
 //
-// --only publish|subscribe|latency|resources runs one group (repeatable).
+// CPU at fixed rates (the rates group), 100 B events, open loop at 100,
+// 1,000 and 10,000 events/s for 5 s each (smoke: 1,000/s for 1 s), the
+// shape most services have: direct (the sidecar's producer settings),
+// direct with librdkafka's defaults (idempotent, nothing else set), unary
+// Publish with 16 calls in flight at most (as ghz -c 16 --rps R runs it)
+// and PublishStream with 1 event per message, through the sidecar and
+// against the floor. Each process's CPU (server, application, broker) in
+// mCPU and per event, and the latency to the acknowledgement; then the
+// targets at 1,000/s.
+//
+// --only publish|subscribe|latency|rates|resources runs one group
+// (repeatable).
 //
 // Usage: eventbus-bench [--brokers HOST:PORT] [--events N] [--runs R]
 //                       [--smoke] [--json PATH] [--only GROUP] [--sidecar PATH]
@@ -143,6 +158,14 @@ constexpr char kE2eDirect[] = "end-to-end direct";
 constexpr char kE2eSidecar[] = "end-to-end sidecar";
 constexpr std::pair<const char*, const char*> kLatencyPairs[] = {
     {kAckDirect, kAckSidecar}, {kE2eDirect, kE2eSidecar}};
+// Fixed-rate scenarios (the rates group), 100 B events.
+constexpr int kRateConcurrency = 16;
+constexpr char kRateDirect[] = "direct";
+constexpr char kRateDirectDefaults[] = "direct, librdkafka defaults";
+constexpr char kRateUnary[] = "sidecar unary c16";
+constexpr char kRateStream[] = "sidecar stream b1";
+constexpr char kRateFloorUnary[] = "floor unary c16";
+constexpr char kRateFloorStream[] = "floor stream b1";
 
 struct Options {
   std::string brokers;
@@ -154,7 +177,8 @@ struct Options {
   // The Kafka broker's process, whose CPU time per scenario is reported
   // (0: not reported).
   pid_t broker_pid = 0;
-  // Scenario groups to run: publish, subscribe, latency; empty = all.
+  // Scenario groups to run: publish, subscribe, latency, rates, resources;
+  // empty = all.
   std::vector<std::string> only;
 
   bool Wants(const std::string& group) const {
@@ -252,10 +276,14 @@ struct Measurement {
 };
 
 // The events one scenario publishes: event i has key "key-<i % 1024>", id
-// "bench-<i>" and `payload` bytes of data.
+// "bench-<i>" and `payload` bytes of data. Plain events are what a plain
+// client sends: no id and no time (the sidecar fills both), key
+// "key-<i % 50>".
 class Events {
  public:
-  Events(std::string topic, size_t payload) : topic_(std::move(topic)) {
+  enum class Kind { kFull, kPlain };
+  Events(std::string topic, size_t payload, Kind kind = Kind::kFull)
+      : topic_(std::move(topic)), kind_(kind) {
     data_.assign(payload, 'x');
     for (size_t i = 0; i < payload; ++i) data_[i] = 'a' + static_cast<char>(i % 26);
   }
@@ -266,9 +294,13 @@ class Events {
   v1::PublishRequest Request(int64_t i) const {
     v1::PublishRequest request;
     request.set_topic(topic_);
-    request.set_key(absl::StrCat("key-", i % kKeys));
     v1::Event* event = request.mutable_event();
-    event->set_id(absl::StrCat("bench-", i));
+    if (kind_ == Kind::kPlain) {
+      request.set_key(absl::StrCat("key-", i % kPlainKeys));
+    } else {
+      request.set_key(absl::StrCat("key-", i % kKeys));
+      event->set_id(absl::StrCat("bench-", i));
+    }
     event->set_source(kSource);
     event->set_type(kType);
     event->set_data_content_type("application/octet-stream");
@@ -288,7 +320,9 @@ class Events {
   }
 
  private:
+  static constexpr int kPlainKeys = 50;
   std::string topic_;
+  Kind kind_;
   std::string data_;
 };
 
@@ -673,6 +707,65 @@ Measurement RunSubscribeSidecar(const std::shared_ptr<grpc::Channel>& channel,
 
 using SteadyClock = std::chrono::steady_clock;
 
+// CPU seconds (user + system) of this process so far.
+double SelfCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
+// CPU time of this process (the application), of a server process and of
+// the broker between Start and Stop, and the wall time between them. A
+// process that is not given, or whose /proc cannot be read, reads -1.
+class CpuMeter {
+ public:
+  CpuMeter(const ChildServer* server, pid_t broker_pid)
+      : server_(server), broker_pid_(broker_pid) {}
+
+  void Start() {
+    start_ = SteadyClock::now();
+    app_ = SelfCpuSeconds();
+    server_cpu_ = ServerCpu();
+    broker_cpu_ = BrokerCpu();
+  }
+  void Stop() {
+    wall_seconds_ =
+        std::chrono::duration<double>(SteadyClock::now() - start_).count();
+    app_ = SelfCpuSeconds() - app_;
+    server_cpu_ = Delta(server_cpu_, ServerCpu());
+    broker_cpu_ = Delta(broker_cpu_, BrokerCpu());
+  }
+
+  double wall_seconds() const { return wall_seconds_; }
+  double app_cpu_seconds() const { return app_; }
+  double server_cpu_seconds() const { return server_cpu_; }
+  double broker_cpu_seconds() const { return broker_cpu_; }
+
+ private:
+  static double Delta(double before, double after) {
+    return before >= 0 && after >= 0 ? after - before : -1;
+  }
+  double ServerCpu() const {
+    if (server_ == nullptr) return -1;
+    std::optional<ProcessUsage> u = server_->Usage();
+    return u ? u->cpu_seconds : -1;
+  }
+  double BrokerCpu() const {
+    if (broker_pid_ <= 0) return -1;
+    std::optional<ProcessUsage> u = ReadUsage(broker_pid_);
+    return u ? u->cpu_seconds : -1;
+  }
+
+  const ChildServer* const server_;
+  const pid_t broker_pid_;
+  SteadyClock::time_point start_;
+  double wall_seconds_ = 0;
+  double app_ = 0;
+  double server_cpu_ = -1;
+  double broker_cpu_ = -1;
+};
+
 struct LatencyMeasurement {
   Histogram histogram;  // nanoseconds, scheduled send to acknowledgement
   int64_t sent = 0;
@@ -726,15 +819,19 @@ class LatencyRecorder {
 // `duration`, sleeping until each scheduled time (never waiting for
 // completions), then waits until `recorder` has every completion (each
 // event must end with recorder.Done exactly once, from any thread).
+// `meter`, when given, measures from just before the first send until the
+// last completion.
 template <typename SendFn>
 LatencyMeasurement OpenLoopInto(LatencyRecorder& recorder, double rate,
-                                absl::Duration duration, SendFn send) {
+                                absl::Duration duration, SendFn send,
+                                CpuMeter* meter = nullptr) {
   LatencyMeasurement m;
   const int64_t count = std::max<int64_t>(
       1, static_cast<int64_t>(rate * absl::ToDoubleSeconds(duration)));
   const auto period = std::chrono::duration<double, std::nano>(1e9 / rate);
   const SteadyClock::time_point start =
       SteadyClock::now() + std::chrono::milliseconds(5);
+  if (meter != nullptr) meter->Start();
   for (int64_t i = 0; i < count; ++i) {
     const auto scheduled =
         start + std::chrono::duration_cast<SteadyClock::duration>(period * i);
@@ -746,26 +843,30 @@ LatencyMeasurement OpenLoopInto(LatencyRecorder& recorder, double rate,
     m.error = "not every event completed within 60 s of the last send";
     return m;
   }
+  if (meter != nullptr) meter->Stop();
   recorder.Into(m);
   return m;
 }
 
 // OpenLoopInto with a recorder of its own: `send(i, scheduled, recorder)`.
 template <typename SendFn>
-LatencyMeasurement OpenLoop(double rate, absl::Duration duration, SendFn send) {
+LatencyMeasurement OpenLoop(double rate, absl::Duration duration, SendFn send,
+                            CpuMeter* meter = nullptr) {
   auto recorder = std::make_unique<LatencyRecorder>();
   LatencyMeasurement m = OpenLoopInto(
       *recorder, rate, duration,
       [&](int64_t i, SteadyClock::time_point scheduled) {
         send(i, scheduled, *recorder);
-      });
+      },
+      meter);
   if (!m.error.empty()) recorder.release();  // late completions still write into it
   return m;
 }
 
 LatencyMeasurement LatencyDirect(kafka::RdKafkaProducer& producer,
                                  const Events& events, double rate,
-                                 absl::Duration duration) {
+                                 absl::Duration duration,
+                                 CpuMeter* meter = nullptr) {
   absl::StatusOr<kafka::Record> record = events.Record(0);
   if (!record.ok()) return LatencyMeasurement{.error = record.status().ToString()};
   return OpenLoop(rate, duration,
@@ -782,13 +883,15 @@ LatencyMeasurement LatencyDirect(kafka::RdKafkaProducer& producer,
                           recorder.Done(scheduled, result.status);
                         });
                     if (!accepted.ok()) recorder.Done(scheduled, accepted);
-                  });
+                  },
+                  meter);
 }
 
 // PublishStream through client::Publisher, 1 event per message.
 LatencyMeasurement LatencyStream(const std::shared_ptr<grpc::Channel>& channel,
                                  const Events& events, double rate,
-                                 absl::Duration duration) {
+                                 absl::Duration duration,
+                                 CpuMeter* meter = nullptr) {
   client::PublisherOptions options;
   options.max_buffered = kStreamWindow;
   options.batch_size = 1;
@@ -810,11 +913,69 @@ LatencyMeasurement LatencyStream(const std::shared_ptr<grpc::Channel>& channel,
             [&recorder, scheduled](absl::StatusOr<client::PublishResult> result) {
               recorder.Done(scheduled, result.status());
             });
-      });
+      },
+      meter);
   absl::Status closed = publisher.Close();
   if (!closed.ok() && m.error.empty()) {
     m.error = absl::StrCat("Publisher::Close: ", closed.ToString());
   }
+  return m;
+}
+
+// Unary Publish (callback API) at a fixed rate with `concurrency` calls in
+// flight at most, as a load tool such as ghz runs it (`--rps R -c 16`): a
+// send waits for a free slot, its latency still counted from its scheduled
+// time.
+LatencyMeasurement LatencyUnary(const std::shared_ptr<grpc::Channel>& channel,
+                                const Events& events, double rate,
+                                absl::Duration duration, int concurrency,
+                                CpuMeter* meter = nullptr) {
+  std::unique_ptr<v1::EventBus::Stub> stub = v1::EventBus::NewStub(channel);
+  struct Call {
+    grpc::ClientContext context;
+    v1::PublishRequest request;
+    v1::PublishResponse response;
+  };
+  // Warm-up: the channel connected, the server's threads awake.
+  for (int64_t i = 0; i < kWarmupEvents; ++i) {
+    grpc::ClientContext context;
+    v1::PublishResponse response;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    if (grpc::Status status = stub->Publish(&context, events.Request(i), &response);
+        !status.ok()) {
+      return LatencyMeasurement{
+          .error = absl::StrCat("warm-up: ", status.error_message())};
+    }
+  }
+  auto slots = std::make_unique<Flight>(concurrency);
+  const absl::Time deadline =
+      absl::Now() + duration + absl::Seconds(60);
+  LatencyMeasurement m = OpenLoop(
+      rate, duration,
+      [&](int64_t i, SteadyClock::time_point scheduled, LatencyRecorder& recorder) {
+        if (!slots->Begin(deadline)) {
+          recorder.Done(scheduled, absl::DeadlineExceededError("no free slot"));
+          return;
+        }
+        auto* call = new Call;
+        call->request = events.Request(kWarmupEvents + i);
+        call->context.set_deadline(
+            absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+        stub->async()->Publish(
+            &call->context, &call->request, &call->response,
+            [call, flight = slots.get(), &recorder, scheduled](grpc::Status status) {
+              absl::Status outcome =
+                  status.ok() ? absl::OkStatus()
+                              : absl::Status(static_cast<absl::StatusCode>(
+                                                 status.error_code()),
+                                             status.error_message());
+              delete call;
+              flight->End(outcome);
+              recorder.Done(scheduled, outcome);
+            });
+      },
+      meter);
+  if (!m.error.empty()) slots.release();  // late completions still use it
   return m;
 }
 
@@ -1060,6 +1221,75 @@ struct ResourceRow {
 };
 
 
+// The median of `v` (of the middle two for an even count); -1 when empty.
+double Median(std::vector<double> v) {
+  if (v.empty()) return -1;
+  std::sort(v.begin(), v.end());
+  const size_t mid = v.size() / 2;
+  return v.size() % 2 == 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+// One fixed-rate scenario at one rate over the runs: the CPU each process
+// spent per second (mCPU: 1,000 = one core busy) and the latency.
+struct RateRow {
+  struct Run {
+    int64_t events = 0;
+    double wall_seconds = 0;
+    double app_cpu_seconds = -1;
+    double server_cpu_seconds = -1;
+    double broker_cpu_seconds = -1;
+  };
+  std::string scenario;
+  double rate = 0;
+  std::vector<Run> runs;
+  Histogram histogram;
+  int64_t sent = 0;
+  int64_t failed = 0;
+  std::vector<std::string> errors;
+
+  void Add(const LatencyMeasurement& m, const CpuMeter& meter) {
+    histogram.Merge(m.histogram);
+    sent += m.sent;
+    failed += m.failed;
+    if (!m.error.empty()) {
+      errors.push_back(m.error);
+      return;
+    }
+    runs.push_back({.events = m.sent,
+                    .wall_seconds = meter.wall_seconds(),
+                    .app_cpu_seconds = meter.app_cpu_seconds(),
+                    .server_cpu_seconds = meter.server_cpu_seconds(),
+                    .broker_cpu_seconds = meter.broker_cpu_seconds()});
+  }
+  // The median over the runs of one process's CPU: in mCPU, or in
+  // microseconds per event; -1 when not measured.
+  double MilliCpu(double Run::*process) const {
+    return Median(process, [](const Run& r, double cpu) {
+      return r.wall_seconds > 0 ? cpu * 1000 / r.wall_seconds : -1;
+    });
+  }
+  double MicrosPerEvent(double Run::*process) const {
+    return Median(process, [](const Run& r, double cpu) {
+      return r.events > 0 ? cpu * 1e6 / static_cast<double>(r.events) : -1;
+    });
+  }
+  bool Ok() const { return errors.empty() && failed == 0 && !runs.empty(); }
+  double Ms(double q) const {
+    return static_cast<double>(histogram.Percentile(q)) / 1e6;
+  }
+
+ private:
+  template <typename Fn>
+  double Median(double Run::*process, Fn per) const {
+    std::vector<double> v;
+    for (const Run& r : runs) {
+      if (r.*process < 0) continue;
+      if (const double x = per(r, r.*process); x >= 0) v.push_back(x);
+    }
+    return bench::Median(std::move(v));
+  }
+};
+
 // Results of one scenario and payload over every run.
 struct Row {
   std::string scenario;
@@ -1073,9 +1303,7 @@ struct Row {
     if (runs.empty()) return 0;
     std::vector<double> rates;
     for (const Measurement& m : runs) rates.push_back(m.EventsPerSecond());
-    std::sort(rates.begin(), rates.end());
-    const size_t mid = rates.size() / 2;
-    return rates.size() % 2 == 1 ? rates[mid] : (rates[mid - 1] + rates[mid]) / 2;
+    return Median(std::move(rates));
   }
   // The median of the runs' CPU ms per 1,000 events of one process
   // (Measurement::app_cpu_seconds, server_ or broker_), or -1.
@@ -1085,10 +1313,7 @@ struct Row {
       const double ms = m.PerThousand(m.*process);
       if (ms >= 0) v.push_back(ms);
     }
-    if (v.empty()) return -1;
-    std::sort(v.begin(), v.end());
-    const size_t mid = v.size() / 2;
-    return v.size() % 2 == 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+    return Median(std::move(v));
   }
   double MedianMegabytesPerSecond() const {
     return MedianEventsPerSecond() * static_cast<double>(payload) / 1e6;
@@ -1134,17 +1359,52 @@ class Report {
   }
 
   LatencyRow& Latency(const std::string& scenario, double rate, size_t payload) {
-    for (LatencyRow& row : latency_) {
-      if (row.scenario == scenario && row.rate == rate) return row;
-    }
-    LatencyRow& row = latency_.emplace_back();
-    row.scenario = scenario;
-    row.rate = rate;
+    LatencyRow& row = RowAt(latency_, scenario, rate);
     row.payload = payload;
     return row;
   }
 
   void AddResource(ResourceRow row) { resources_.push_back(std::move(row)); }
+
+  RateRow& Rate(const std::string& scenario, double rate) {
+    return RowAt(rates_, scenario, rate);
+  }
+
+  const RateRow* FindRate(const std::string& scenario, double rate) const {
+    for (const RateRow& row : rates_) {
+      if (row.scenario == scenario && row.rate == rate) return &row;
+    }
+    return nullptr;
+  }
+
+  // CPU at fixed rates: one line per scenario and rate, then the targets
+  // at 1,000 events/s.
+  std::string RatesTable() const {
+    if (rates_.empty()) return "";
+    auto tenths = [](double v) {
+      return v >= 0 ? absl::StrFormat("%.1f", v) : std::string("-");
+    };
+    auto whole = [](double v) {
+      return v >= 0 ? absl::StrFormat("%.0f", v) : std::string("-");
+    };
+    std::string out = absl::StrFormat(
+        "%-34s %7s %7s %9s %9s %10s %9s %11s %8s %8s  %s\n", "scenario", "rate/s",
+        "events", "srv mCPU", "app mCPU", "kafka mCPU", "srv us/ev",
+        "kafka us/ev", "p50 ms", "p99 ms", "");
+    for (const RateRow& row : rates_) {
+      absl::StrAppend(
+          &out,
+          absl::StrFormat("%-34s %7.0f %7d %9s %9s %10s %9s %11s %8.3f %8.3f  %s\n",
+                          row.scenario, row.rate, row.sent,
+                          tenths(row.MilliCpu(&RateRow::Run::server_cpu_seconds)),
+                          tenths(row.MilliCpu(&RateRow::Run::app_cpu_seconds)),
+                          tenths(row.MilliCpu(&RateRow::Run::broker_cpu_seconds)),
+                          whole(row.MicrosPerEvent(&RateRow::Run::server_cpu_seconds)),
+                          whole(row.MicrosPerEvent(&RateRow::Run::broker_cpu_seconds)),
+                          row.Ms(0.5), row.Ms(0.99), row.Ok() ? "" : "FAILED"));
+    }
+    return out;
+  }
 
   // Sidecar memory and CPU, each with its target when it has one.
   std::string ResourcesTable() const {
@@ -1168,11 +1428,16 @@ class Report {
     for (const ResourceRow& r : resources_) {
       if (!r.error.empty()) return false;
     }
-    if (rows_.empty() && latency_.empty() && resources_.empty()) return false;
+    if (rows_.empty() && latency_.empty() && resources_.empty() && rates_.empty()) {
+      return false;
+    }
     for (const Row& row : rows_) {
       if (!row.Ok()) return false;
     }
     for (const LatencyRow& row : latency_) {
+      if (!row.Ok()) return false;
+    }
+    for (const RateRow& row : rates_) {
       if (!row.Ok()) return false;
     }
     return true;
@@ -1320,6 +1585,31 @@ class Report {
                           sidecar->Ms(0.999) - direct->Ms(0.999)),
           r + 1 < pairs.size() ? "," : "", "\n");
     }
+    absl::StrAppend(&out, "  ],\n  \"fixed_rates\": [\n");
+    for (size_t r = 0; r < rates_.size(); ++r) {
+      const RateRow& row = rates_[r];
+      auto json_num = [](double v) {
+        return v >= 0 ? absl::StrFormat("%.3f", v) : std::string("null");
+      };
+      absl::StrAppend(
+          &out, "    {\"scenario\": ", Quote(row.scenario),
+          ", \"offered_events_per_second\": ", absl::StrFormat("%.0f", row.rate),
+          ", \"events\": ", row.sent, ", \"failed\": ", row.failed,
+          ", \"server_mcpu\": ", json_num(row.MilliCpu(&RateRow::Run::server_cpu_seconds)),
+          ", \"app_mcpu\": ", json_num(row.MilliCpu(&RateRow::Run::app_cpu_seconds)),
+          ", \"broker_mcpu\": ", json_num(row.MilliCpu(&RateRow::Run::broker_cpu_seconds)),
+          ", \"server_cpu_us_per_event\": ",
+          json_num(row.MicrosPerEvent(&RateRow::Run::server_cpu_seconds)),
+          ", \"broker_cpu_us_per_event\": ",
+          json_num(row.MicrosPerEvent(&RateRow::Run::broker_cpu_seconds)),
+          absl::StrFormat(", \"p50_ms\": %.4f, \"p99_ms\": %.4f", row.Ms(0.5),
+                          row.Ms(0.99)),
+          ", \"ok\": ", row.Ok() ? "true" : "false", ", \"errors\": [");
+      for (size_t i = 0; i < row.errors.size(); ++i) {
+        absl::StrAppend(&out, i == 0 ? "" : ", ", Quote(row.errors[i]));
+      }
+      absl::StrAppend(&out, "]}", r + 1 < rates_.size() ? "," : "", "\n");
+    }
     absl::StrAppend(&out, "  ],\n  \"sidecar_resources\": [\n");
     for (size_t r = 0; r < resources_.size(); ++r) {
       const ResourceRow& row = resources_[r];
@@ -1340,6 +1630,19 @@ class Report {
   }
 
  private:
+  // The row of `rows` (latency or fixed-rate) for `scenario` at `rate`,
+  // added when there is none yet.
+  template <typename R>
+  static R& RowAt(std::vector<R>& rows, const std::string& scenario, double rate) {
+    for (R& row : rows) {
+      if (row.scenario == scenario && row.rate == rate) return row;
+    }
+    R& row = rows.emplace_back();
+    row.scenario = scenario;
+    row.rate = rate;
+    return row;
+  }
+
   static std::string Quote(const std::string& s) {
     std::string out;
     AppendJsonString(s, &out);
@@ -1365,16 +1668,9 @@ class Report {
 
   std::vector<Row> rows_;
   std::vector<LatencyRow> latency_;
+  std::vector<RateRow> rates_;
   std::vector<ResourceRow> resources_;
 };
-
-// CPU seconds (user + system) of this process so far.
-double SelfCpuSeconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-}
 
 // Kibibytes from /proc as megabytes (10^6 bytes, the unit of the targets).
 double Megabytes(int64_t kb) { return static_cast<double>(kb) * 1024 / 1e6; }
@@ -1382,6 +1678,46 @@ double Megabytes(int64_t kb) { return static_cast<double>(kb) * 1024 / 1e6; }
 double ChildCpuSeconds(const ChildServer& child) {
   std::optional<ProcessUsage> u = child.Usage();
   return u ? u->cpu_seconds : -1;
+}
+
+// The targets read from the rates group at 1,000 events/s.
+std::string RateTargets(const Report& report) {
+  const double rate = 1000;
+  const RateRow* unary = report.FindRate(kRateUnary, rate);
+  const RateRow* direct = report.FindRate(kRateDirect, rate);
+  const RateRow* defaults = report.FindRate(kRateDirectDefaults, rate);
+  if (unary == nullptr || direct == nullptr) return "";
+  using Run = RateRow::Run;
+  auto verdict = [](bool met) { return met ? "met" : "NOT met"; };
+  std::string out;
+  const double sidecar = unary->MilliCpu(&Run::server_cpu_seconds);
+  absl::StrAppend(&out, absl::StrFormat(
+      "unary at 1,000/s: sidecar %.1f mCPU (target <= 100: %s)\n", sidecar,
+      verdict(sidecar >= 0 && sidecar <= 100)));
+  const double broker = unary->MilliCpu(&Run::broker_cpu_seconds);
+  const double broker_direct = direct->MilliCpu(&Run::broker_cpu_seconds);
+  if (broker >= 0 && broker_direct > 0) {
+    absl::StrAppend(&out, absl::StrFormat(
+        "unary at 1,000/s: broker %.1f mCPU, %.2f x direct with the sidecar's "
+        "settings (%.1f mCPU; target <= 1.2: %s)",
+        broker, broker / broker_direct, broker_direct,
+        verdict(broker / broker_direct <= 1.2)));
+    if (defaults != nullptr) {
+      const double broker_defaults = defaults->MilliCpu(&Run::broker_cpu_seconds);
+      if (broker_defaults > 0) {
+        absl::StrAppend(&out, absl::StrFormat(
+            ", %.2f x direct with librdkafka's defaults (%.1f mCPU)",
+            broker / broker_defaults, broker_defaults));
+      }
+    }
+    absl::StrAppend(&out, "\n");
+  }
+  const double added = unary->Ms(0.99) - direct->Ms(0.99);
+  absl::StrAppend(&out, absl::StrFormat(
+      "unary at 1,000/s: publish-ack p99 added (sidecar - direct) %+.3f ms "
+      "(target <= 0.5: %s)\n",
+      added, verdict(added <= 0.5)));
+  return out;
 }
 
 void Usage() {
@@ -1396,8 +1732,8 @@ void Usage() {
                "  --smoke    2000 events, 1 run, short latency and resource "
                "phases: checks that everything works\n"
                "  --json     also write the results to PATH\n"
-               "  --only G   run only group G: publish, subscribe, latency or "
-               "resources (repeatable; default all)\n"
+               "  --only G   run only group G: publish, subscribe, latency, "
+               "rates or resources (repeatable; default all)\n"
                "  --sidecar  the eventbus-sidecar binary (default: the one "
                "built with this benchmark)\n"
                "  --broker-pid  the Kafka broker's process: report its CPU "
@@ -1427,7 +1763,7 @@ std::optional<Options> ParseArgs(int argc, char** argv) {
       runs_set = true;
     } else if (arg == "--only" && (v = value()) &&
                (*v == "publish" || *v == "subscribe" || *v == "latency" ||
-                *v == "resources")) {
+                *v == "rates" || *v == "resources")) {
       options.only.push_back(*v);
     } else if (arg == "--json" && (v = value())) {
       options.json_path = *v;
@@ -1656,10 +1992,13 @@ int Main(int argc, char** argv) {
     }
     return created.ok();
   };
+  // What a plain client sends (Events::Kind::kPlain), to the same topics.
+  std::map<size_t, Events> plain_events;
   for (size_t payload : payloads) {
     const std::string topic = absl::StrCat(prefix, "-", payload);
     if (!create(topic)) return 1;
     events.emplace(payload, Events(topic, payload));
+    plain_events.emplace(payload, Events(topic, payload, Events::Kind::kPlain));
   }
   // Subscribe scenarios read these, filled by the direct producer first.
   std::map<size_t, Events> sub_events;
@@ -1690,7 +2029,7 @@ int Main(int argc, char** argv) {
   // The sidecar of the throughput and latency scenarios, and the floor.
   std::unique_ptr<ChildServer> sidecar, floor;
   if (options.Wants("publish") || options.Wants("subscribe") ||
-      options.Wants("latency")) {
+      options.Wants("latency") || options.Wants("rates")) {
     absl::StatusOr<std::unique_ptr<ChildServer>> started =
         StartSidecar(options, "sidecar");
     if (!started.ok()) {
@@ -1699,7 +2038,8 @@ int Main(int argc, char** argv) {
     }
     sidecar = *std::move(started);
   }
-  if (options.Wants("publish") || options.Wants("subscribe")) {
+  if (options.Wants("publish") || options.Wants("subscribe") ||
+      options.Wants("rates")) {
     absl::StatusOr<std::unique_ptr<ChildServer>> started = StartFloor();
     if (!started.ok()) {
       std::fprintf(stderr, "bench: %s\n", started.status().ToString().c_str());
@@ -1719,6 +2059,7 @@ int Main(int argc, char** argv) {
     report.Get("sidecar stream b1", payload, "direct", "floor stream b1");
     report.Get("direct c64", payload);
     report.Get("sidecar unary c64", payload, "direct c64", "floor unary c64");
+    report.Get("sidecar plain b100", payload, "direct", "floor plain b100");
   }
   for (size_t payload : payloads) {
     if (!options.Wants("publish")) break;
@@ -1728,6 +2069,7 @@ int Main(int argc, char** argv) {
     // Its ratio to the plain floor: what finishing calls from a thread that
     // is not gRPC's costs, as the sidecar must (see RunUnary).
     report.Get("floor unary c64 from thread", payload, "", "floor unary c64");
+    report.Get("floor plain b100", payload);
   }
 
   // CPU of this process (the application), of the server process and of
@@ -1786,6 +2128,13 @@ int Main(int argc, char** argv) {
              timed(floor_cpu, [&] { return RunUnary(floor_channel, ev, n); }));
       record("floor unary c64 from thread", timed(floor_cpu, [&] {
                return RunUnary(floor_channel, ev, n, /*answer_from_thread=*/true);
+             }));
+      const Events& plain = plain_events.at(payload);
+      record("sidecar plain b100", timed(sidecar_cpu, [&] {
+               return RunStream(sidecar_channel, plain, n, 100);
+             }));
+      record("floor plain b100", timed(floor_cpu, [&] {
+               return RunStream(floor_channel, plain, n, 100);
              }));
     }
   }
@@ -1873,6 +2222,86 @@ int Main(int argc, char** argv) {
     }
   }
 
+  // CPU at fixed rates, 100 B events: the shape most services have. Each
+  // scenario at each rate in turn, direct first; CPU from the first send
+  // to the last acknowledgement.
+  if (options.Wants("rates")) {
+    const std::vector<double> rates = options.smoke
+                                          ? std::vector<double>{1000}
+                                          : std::vector<double>{100, 1000, 10000};
+    const absl::Duration duration =
+        options.smoke ? absl::Seconds(1) : absl::Seconds(5);
+    const Events& ev = events.at(100);
+    // What an application that links librdkafka gets without tuning: the
+    // idempotent producer (acks=all) and every other setting librdkafka's.
+    kafka::ProducerOptions defaults_options;
+    defaults_options.properties = {{"bootstrap.servers", options.brokers},
+                                   {"client.id", "eventbus-bench-defaults"},
+                                   {"enable.idempotence", "true"}};
+    absl::StatusOr<std::unique_ptr<kafka::RdKafkaProducer>> defaults =
+        kafka::RdKafkaProducer::Create(defaults_options);
+    if (!defaults.ok() || !WaitConnected(**defaults, absl::Seconds(30))) {
+      std::fprintf(stderr, "bench: the producer with librdkafka's defaults did "
+                           "not connect\n");
+      return 1;
+    }
+    // Warm-up, not measured: both producers know the topic's leaders.
+    for (kafka::RdKafkaProducer* producer : {direct->get(), defaults->get()}) {
+      if (LatencyMeasurement m =
+              LatencyDirect(*producer, ev, 1000, absl::Milliseconds(100));
+          !m.error.empty()) {
+        std::fprintf(stderr, "bench: rates warm-up: %s\n", m.error.c_str());
+        return 1;
+      }
+    }
+    for (int run = 1; run <= options.runs; ++run) {
+      for (double rate : rates) {
+        auto measure = [&](const char* scenario, const ChildServer* server,
+                           auto fn) {
+          CpuMeter meter(server, options.broker_pid);
+          LatencyMeasurement m = fn(&meter);
+          RateRow& row = report.Rate(scenario, rate);
+          row.Add(m, meter);
+          auto milli = [&](double cpu) {
+            return cpu >= 0 && meter.wall_seconds() > 0
+                       ? absl::StrFormat("%.1f", cpu * 1000 / meter.wall_seconds())
+                       : std::string("-");
+          };
+          std::fprintf(stderr,
+                       "bench: run %d rate %-30s @%6.0f/s server %s, app %s, "
+                       "broker %s mCPU, p99 %.3f ms%s%s\n",
+                       run, scenario, rate,
+                       milli(meter.server_cpu_seconds()).c_str(),
+                       milli(meter.app_cpu_seconds()).c_str(),
+                       milli(meter.broker_cpu_seconds()).c_str(),
+                       m.histogram.Percentile(0.99) / 1e6,
+                       m.error.empty() ? "" : "  FAILED: ", m.error.c_str());
+        };
+        measure(kRateDirect, nullptr, [&](CpuMeter* meter) {
+          return LatencyDirect(**direct, ev, rate, duration, meter);
+        });
+        measure(kRateDirectDefaults, nullptr, [&](CpuMeter* meter) {
+          return LatencyDirect(**defaults, ev, rate, duration, meter);
+        });
+        measure(kRateUnary, sidecar.get(), [&](CpuMeter* meter) {
+          return LatencyUnary(sidecar_channel, ev, rate, duration,
+                              kRateConcurrency, meter);
+        });
+        measure(kRateStream, sidecar.get(), [&](CpuMeter* meter) {
+          return LatencyStream(sidecar_channel, ev, rate, duration, meter);
+        });
+        measure(kRateFloorUnary, floor.get(), [&](CpuMeter* meter) {
+          return LatencyUnary(floor_channel, ev, rate, duration,
+                              kRateConcurrency, meter);
+        });
+        measure(kRateFloorStream, floor.get(), [&](CpuMeter* meter) {
+          return LatencyStream(floor_channel, ev, rate, duration, meter);
+        });
+      }
+    }
+    (*defaults)->Shutdown(absl::Seconds(10)).IgnoreError();
+  }
+
   std::optional<ProcessUsage> sidecar_usage =
       sidecar ? sidecar->Usage() : std::nullopt;
   const int sidecar_exit = sidecar ? sidecar->Stop() : 0;
@@ -1905,6 +2334,17 @@ int Main(int argc, char** argv) {
                 "acknowledged; end-to-end: until a subscriber (new group) "
                 "receives it:\n\n%s\n",
                 options.runs, report.LatencyTable().c_str());
+  }
+  if (options.Wants("rates")) {
+    std::printf("CPU at fixed rates, open loop, 100 B events, %d run(s), "
+                "median; mCPU = CPU ms per second (1,000 = one core); srv: the "
+                "server process (sidecar or floor), app: this process (the "
+                "application: librdkafka for direct, the gRPC client "
+                "otherwise), kafka: the broker; unary: %d calls in flight at "
+                "most; latency from the scheduled send to the acknowledgement:"
+                "\n\n%s\n%s\n",
+                options.runs, kRateConcurrency, report.RatesTable().c_str(),
+                RateTargets(report).c_str());
   }
   std::printf("sidecar process resources (eventbus-sidecar, a process of its "
               "own):\n\n%s\n",
