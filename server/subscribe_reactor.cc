@@ -315,11 +315,13 @@ class SubscribeReactor final
     writing_.Clear();
     if (finishing_) {
       // Finish waited for this write (a Finish is a last write), unless a
-      // cancellation finished the stream meanwhile.
-      if (!finish_called_) {
-        finish_called_ = true;
-        Finish(std::move(final_status_));
-      }
+      // cancellation finished the stream meanwhile; AckErrors that came in
+      // during the write go out first.
+      if (finish_called_) return;
+      if (ok) WriteAckErrorsLocked();
+      if (write_pending_) return;
+      finish_called_ = true;
+      Finish(std::move(final_status_));
       return;
     }
     if (!ok) {
@@ -504,6 +506,11 @@ class SubscribeReactor final
       bytes += writer_.AddDelivery(std::move(pending_.front()));
       pending_.pop_front();
     }
+    StartWriteLocked();
+  }
+
+  // Writes what writer_ holds and every pending AckError.
+  void StartWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     while (!ack_errors_.empty()) {
       writer_.AddAckError(ack_errors_.front());
       ack_errors_.pop_front();
@@ -515,11 +522,13 @@ class SubscribeReactor final
 
   // Ends the stream: the member leaves the group at once; the status goes
   // out after the write in flight, if any.
+  // AckErrors not yet written still go out before the status: a client that
+  // acked and then closed its side learns which acks did not count.
   void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finish_called_ || finishing_) return;
     StopConsumerLocked();
     pending_.clear();
-    ack_errors_.clear();
+    if (!write_pending_) WriteAckErrorsLocked();
     if (write_pending_) {
       finishing_ = true;
       final_status_ = std::move(status);
@@ -527,6 +536,12 @@ class SubscribeReactor final
     }
     finish_called_ = true;
     Finish(std::move(status));
+  }
+
+  // Starts a write of the pending AckErrors alone, if there are any.
+  void WriteAckErrorsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (write_pending_ || ack_errors_.empty()) return;
+    StartWriteLocked();
   }
 
   Subscriptions* const owner_;
