@@ -277,6 +277,7 @@ absl::Status Admin::DeleteTopic(const std::string& topic,
                                 absl::Duration timeout) {
   absl::StatusOr<rd_kafka_t*> rk = Handle();
   if (!rk.ok()) return rk.status();
+  const absl::Time deadline = absl::Now() + timeout;
   const std::string what = absl::StrCat("topic ", topic);
   rd_kafka_DeleteTopic_t* dt = rd_kafka_DeleteTopic_new(topic.c_str());
   absl::Cleanup destroy = [dt] { rd_kafka_DeleteTopic_destroy(dt); };
@@ -288,7 +289,20 @@ absl::Status Admin::DeleteTopic(const std::string& topic,
   size_t n = 0;
   const rd_kafka_topic_result_t** results = rd_kafka_DeleteTopics_result_topics(
       rd_kafka_event_DeleteTopics_result(event->get()), &n);
-  return TopicResultsStatus(results, n, what);
+  absl::Status deleted = TopicResultsStatus(results, n, what);
+  if (!deleted.ok()) return deleted;
+  // The controller has deleted it; the brokers learn of it a little later.
+  // Answer once a broker says it is gone, so that the caller's next call
+  // sees it gone (seen: a describe right after the delete still found it).
+  // Until the deadline at most: the deletion stands either way.
+  while (absl::Now() < deadline) {
+    absl::StatusOr<TopicDescription> described = DescribeTopicPartitions(
+        *rk, topic, std::max(deadline - absl::Now(), absl::Milliseconds(1)));
+    // Gone (NotFound), or no answer (cancelled, no broker): done either way.
+    if (!described.ok()) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<TopicSummary>> Admin::ListTopics(
