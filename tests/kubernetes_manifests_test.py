@@ -74,8 +74,8 @@ DEFAULTS = {
 SHUTDOWN_AFTER_GRACE_S = 2
 # The sidecar's memory measured in docs/benchmarks.md: idle RSS and the peak
 # of the throughput runs. The request must cover idle, the limit the peak.
-IDLE_RSS_BYTES = 21.3e6
-PEAK_RSS_BYTES = 132e6
+IDLE_RSS_BYTES = 31.5e6
+PEAK_RSS_BYTES = 127.3e6
 # Top-level config sections; an EVENTBUS_* variable outside them (other than
 # EVENTBUS_CONFIG) stops the sidecar at start ("unknown config key").
 CONFIG_SECTIONS = ("KAFKA_", "SERVER_", "ADMIN_", "EVENTS_", "LIMITS_", "SUBSCRIBE_", "LOG_")
