@@ -715,6 +715,11 @@ double SelfCpuSeconds() {
          static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
+double ChildCpuSeconds(const ChildServer& child) {
+  std::optional<ProcessUsage> u = child.Usage();
+  return u ? u->cpu_seconds : -1;
+}
+
 // CPU time of this process (the application), of a server process and of
 // the broker between Start and Stop, and the wall time between them. A
 // process that is not given, or whose /proc cannot be read, reads -1.
@@ -747,9 +752,7 @@ class CpuMeter {
     return before >= 0 && after >= 0 ? after - before : -1;
   }
   double ServerCpu() const {
-    if (server_ == nullptr) return -1;
-    std::optional<ProcessUsage> u = server_->Usage();
-    return u ? u->cpu_seconds : -1;
+    return server_ == nullptr ? -1 : ChildCpuSeconds(*server_);
   }
   double BrokerCpu() const {
     if (broker_pid_ <= 0) return -1;
@@ -1675,10 +1678,6 @@ class Report {
 // Kibibytes from /proc as megabytes (10^6 bytes, the unit of the targets).
 double Megabytes(int64_t kb) { return static_cast<double>(kb) * 1024 / 1e6; }
 
-double ChildCpuSeconds(const ChildServer& child) {
-  std::optional<ProcessUsage> u = child.Usage();
-  return u ? u->cpu_seconds : -1;
-}
 
 // The targets read from the rates group at 1,000 events/s.
 std::string RateTargets(const Report& report) {
@@ -2072,28 +2071,19 @@ int Main(int argc, char** argv) {
     report.Get("floor plain b100", payload);
   }
 
-  // CPU of this process (the application), of the server process and of
-  // the broker.
-  auto broker_cpu = [&] {
-    if (options.broker_pid <= 0) return -1.0;
-    std::optional<ProcessUsage> u = ReadUsage(options.broker_pid);
-    return u ? u->cpu_seconds : -1.0;
-  };
-  auto timed = [&](auto server_cpu, auto run) {
-    const double app_before = SelfCpuSeconds();
-    const double server_before = server_cpu();
-    const double broker_before = broker_cpu();
+  // CPU of this process (the application), of the server process (none
+  // for direct scenarios) and of the broker.
+  auto timed = [&](const ChildServer* server, auto run) {
+    CpuMeter meter(server, options.broker_pid);
+    meter.Start();
     Measurement m = run();
-    m.app_cpu_seconds = SelfCpuSeconds() - app_before;
-    if (server_before >= 0) m.server_cpu_seconds = server_cpu() - server_before;
-    if (const double after = broker_cpu(); broker_before >= 0 && after >= 0) {
-      m.broker_cpu_seconds = after - broker_before;
-    }
+    meter.Stop();
+    m.app_cpu_seconds = meter.app_cpu_seconds();
+    m.server_cpu_seconds = meter.server_cpu_seconds();
+    m.broker_cpu_seconds = meter.broker_cpu_seconds();
     return m;
   };
-  auto self_cpu = [] { return -1.0; };  // direct: no server process
-  auto sidecar_cpu = [&] { return ChildCpuSeconds(*sidecar); };
-  auto floor_cpu = [&] { return ChildCpuSeconds(*floor); };
+  const ChildServer* const no_server = nullptr;  // direct scenarios
 
   for (int run = 1; run <= options.runs && options.Wants("publish"); ++run) {
     for (size_t payload : payloads) {
@@ -2105,35 +2095,35 @@ int Main(int argc, char** argv) {
         report.Get(scenario, payload).runs.push_back(std::move(m));
       };
       auto run_direct = [&] {
-        return timed(self_cpu, [&] { return RunDirect(**direct, ev, n); });
+        return timed(no_server, [&] { return RunDirect(**direct, ev, n); });
       };
       // Direct and sidecar alternate, so a slow phase of the broker hits both.
       record("direct", run_direct());
       record("sidecar stream b100",
-             timed(sidecar_cpu, [&] { return RunStream(sidecar_channel, ev, n, 100); }));
+             timed(sidecar.get(), [&] { return RunStream(sidecar_channel, ev, n, 100); }));
       record("direct", run_direct());
       record("sidecar stream b1",
-             timed(sidecar_cpu, [&] { return RunStream(sidecar_channel, ev, n, 1); }));
+             timed(sidecar.get(), [&] { return RunStream(sidecar_channel, ev, n, 1); }));
       record("direct", run_direct());
-      record("direct c64", timed(self_cpu, [&] {
+      record("direct c64", timed(no_server, [&] {
                return RunDirect(**direct, ev, n, kUnaryConcurrency);
              }));
       record("sidecar unary c64",
-             timed(sidecar_cpu, [&] { return RunUnary(sidecar_channel, ev, n); }));
+             timed(sidecar.get(), [&] { return RunUnary(sidecar_channel, ev, n); }));
       record("floor stream b100",
-             timed(floor_cpu, [&] { return RunStream(floor_channel, ev, n, 100); }));
+             timed(floor.get(), [&] { return RunStream(floor_channel, ev, n, 100); }));
       record("floor stream b1",
-             timed(floor_cpu, [&] { return RunStream(floor_channel, ev, n, 1); }));
+             timed(floor.get(), [&] { return RunStream(floor_channel, ev, n, 1); }));
       record("floor unary c64",
-             timed(floor_cpu, [&] { return RunUnary(floor_channel, ev, n); }));
-      record("floor unary c64 from thread", timed(floor_cpu, [&] {
+             timed(floor.get(), [&] { return RunUnary(floor_channel, ev, n); }));
+      record("floor unary c64 from thread", timed(floor.get(), [&] {
                return RunUnary(floor_channel, ev, n, /*answer_from_thread=*/true);
              }));
       const Events& plain = plain_events.at(payload);
-      record("sidecar plain b100", timed(sidecar_cpu, [&] {
+      record("sidecar plain b100", timed(sidecar.get(), [&] {
                return RunStream(sidecar_channel, plain, n, 100);
              }));
-      record("floor plain b100", timed(floor_cpu, [&] {
+      record("floor plain b100", timed(floor.get(), [&] {
                return RunStream(floor_channel, plain, n, 100);
              }));
     }
@@ -2174,13 +2164,13 @@ int Main(int argc, char** argv) {
         Progress(scenario, payload, run, m);
         report.Get(scenario, payload).runs.push_back(std::move(m));
       };
-      record("consume direct", timed(self_cpu, [&] {
+      record("consume direct", timed(no_server, [&] {
                return RunConsumeDirect(options.brokers, topic, total);
              }));
-      record("sidecar subscribe", timed(sidecar_cpu, [&] {
+      record("sidecar subscribe", timed(sidecar.get(), [&] {
                return RunSubscribeSidecar(sidecar_channel, topic, total);
              }));
-      record("floor subscribe", timed(floor_cpu, [&] {
+      record("floor subscribe", timed(floor.get(), [&] {
                return RunSubscribeSidecar(floor_channel, topic, total);
              }));
     }
