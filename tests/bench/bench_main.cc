@@ -180,10 +180,17 @@ struct Options {
   // Scenario groups to run: publish, subscribe, latency, rates, resources;
   // empty = all.
   std::vector<std::string> only;
+  // Publish scenarios to run, by name ("sidecar stream b100"); empty = all.
+  // For profiling one of them.
+  std::vector<std::string> scenarios;
 
   bool Wants(const std::string& group) const {
     return only.empty() ||
            std::find(only.begin(), only.end(), group) != only.end();
+  }
+  bool WantsScenario(const std::string& name) const {
+    return scenarios.empty() ||
+           std::find(scenarios.begin(), scenarios.end(), name) != scenarios.end();
   }
 };
 
@@ -1347,6 +1354,12 @@ class Report {
     return row;
   }
 
+  // Forgets the throughput rows without a run (the scenarios --scenario
+  // left out).
+  void DropRowsWithoutRuns() {
+    std::erase_if(rows_, [](const Row& row) { return row.runs.empty(); });
+  }
+
   const Row* Find(const std::string& scenario, size_t payload) const {
     for (const Row& row : rows_) {
       if (row.scenario == scenario && row.payload == payload) return &row;
@@ -1723,7 +1736,7 @@ void Usage() {
   std::fprintf(stderr,
                "usage: eventbus-bench [--brokers HOST:PORT] [--events N] "
                "[--runs R] [--smoke] [--json PATH] [--only G] [--sidecar PATH] "
-               "[--broker-pid PID]\n"
+               "[--broker-pid PID] [--scenario NAME]\n"
                "  --brokers  Kafka bootstrap (default: $TEST_KAFKA_BROKERS)\n"
                "  --events   events per run and scenario with 100 B data "
                "(default 200000; 1 KiB runs use N/4)\n"
@@ -1736,7 +1749,9 @@ void Usage() {
                "  --sidecar  the eventbus-sidecar binary (default: the one "
                "built with this benchmark)\n"
                "  --broker-pid  the Kafka broker's process: report its CPU "
-               "per scenario (deploy/bench.sh passes it)\n");
+               "per scenario (deploy/bench.sh passes it)\n"
+               "  --scenario  run only this publish scenario, e.g. \"sidecar "
+               "stream b100\" (repeatable; for profiling)\n");
 }
 
 std::optional<Options> ParseArgs(int argc, char** argv) {
@@ -1764,6 +1779,8 @@ std::optional<Options> ParseArgs(int argc, char** argv) {
                (*v == "publish" || *v == "subscribe" || *v == "latency" ||
                 *v == "rates" || *v == "resources")) {
       options.only.push_back(*v);
+    } else if (arg == "--scenario" && (v = value())) {
+      options.scenarios.push_back(*v);
     } else if (arg == "--json" && (v = value())) {
       options.json_path = *v;
     } else if (arg == "--sidecar" && (v = value())) {
@@ -2090,40 +2107,52 @@ int Main(int argc, char** argv) {
       const Events& ev = events.at(payload);
       const int64_t n =
           payload >= 1024 ? std::max<int64_t>(1, options.events / 4) : options.events;
-      auto record = [&](const std::string& scenario, Measurement m) {
+      // Runs `scenario` unless --scenario names others.
+      auto record = [&](const std::string& scenario, auto measure) {
+        if (!options.WantsScenario(scenario)) return;
+        Measurement m = measure();
         Progress(scenario, payload, run, m);
         report.Get(scenario, payload).runs.push_back(std::move(m));
       };
       auto run_direct = [&] {
         return timed(no_server, [&] { return RunDirect(**direct, ev, n); });
       };
+      auto on = [&](const ChildServer* server, auto scenario) {
+        return [&, server, scenario] { return timed(server, scenario); };
+      };
       // Direct and sidecar alternate, so a slow phase of the broker hits both.
-      record("direct", run_direct());
-      record("sidecar stream b100",
-             timed(sidecar.get(), [&] { return RunStream(sidecar_channel, ev, n, 100); }));
-      record("direct", run_direct());
-      record("sidecar stream b1",
-             timed(sidecar.get(), [&] { return RunStream(sidecar_channel, ev, n, 1); }));
-      record("direct", run_direct());
-      record("direct c64", timed(no_server, [&] {
+      record("direct", run_direct);
+      record("sidecar stream b100", on(sidecar.get(), [&] {
+               return RunStream(sidecar_channel, ev, n, 100);
+             }));
+      record("direct", run_direct);
+      record("sidecar stream b1", on(sidecar.get(), [&] {
+               return RunStream(sidecar_channel, ev, n, 1);
+             }));
+      record("direct", run_direct);
+      record("direct c64", on(no_server, [&] {
                return RunDirect(**direct, ev, n, kUnaryConcurrency);
              }));
-      record("sidecar unary c64",
-             timed(sidecar.get(), [&] { return RunUnary(sidecar_channel, ev, n); }));
-      record("floor stream b100",
-             timed(floor.get(), [&] { return RunStream(floor_channel, ev, n, 100); }));
-      record("floor stream b1",
-             timed(floor.get(), [&] { return RunStream(floor_channel, ev, n, 1); }));
-      record("floor unary c64",
-             timed(floor.get(), [&] { return RunUnary(floor_channel, ev, n); }));
-      record("floor unary c64 from thread", timed(floor.get(), [&] {
+      record("sidecar unary c64", on(sidecar.get(), [&] {
+               return RunUnary(sidecar_channel, ev, n);
+             }));
+      record("floor stream b100", on(floor.get(), [&] {
+               return RunStream(floor_channel, ev, n, 100);
+             }));
+      record("floor stream b1", on(floor.get(), [&] {
+               return RunStream(floor_channel, ev, n, 1);
+             }));
+      record("floor unary c64", on(floor.get(), [&] {
+               return RunUnary(floor_channel, ev, n);
+             }));
+      record("floor unary c64 from thread", on(floor.get(), [&] {
                return RunUnary(floor_channel, ev, n, /*answer_from_thread=*/true);
              }));
       const Events& plain = plain_events.at(payload);
-      record("sidecar plain b100", timed(sidecar.get(), [&] {
+      record("sidecar plain b100", on(sidecar.get(), [&] {
                return RunStream(sidecar_channel, plain, n, 100);
              }));
-      record("floor plain b100", timed(floor.get(), [&] {
+      record("floor plain b100", on(floor.get(), [&] {
                return RunStream(floor_channel, plain, n, 100);
              }));
     }
@@ -2305,6 +2334,7 @@ int Main(int argc, char** argv) {
     MeasureResources(options, **direct, prefix, report);
   }
   absl::Status direct_down = (*direct)->Shutdown(absl::Seconds(30));
+  if (!options.scenarios.empty()) report.DropRowsWithoutRuns();
 
   if (options.Wants("publish") || options.Wants("subscribe")) {
     std::printf("\neventbus-bench: throughput, %d partitions, %d run(s); "

@@ -123,6 +123,8 @@ absl::Status KafkaCluster::Start() {
 void KafkaCluster::Stop() {
   if (!started_) return;
   started_ = false;
+  if (absl::Status s = OnEveryNode("node-kill"); !s.ok()) std::cerr << s << "\n";
+  // Clears what is left: the bootstrap file, a node the kill missed.
   std::string output;
   if (RunScript({"stop", dir_}, &output) != 0) std::cerr << output;
 }
@@ -145,10 +147,15 @@ absl::Status KafkaCluster::Pause(int node) { return NodeCommand("node-pause", no
 absl::Status KafkaCluster::Resume(int node) { return NodeCommand("node-resume", node); }
 absl::Status KafkaCluster::Restart(int node) {
   if (node != kAllNodes) return NodeCommand("node-start", node);
+  return OnEveryNode("node-start");
+}
+
+absl::Status KafkaCluster::OnEveryNode(const std::string& command) {
   std::vector<absl::Status> results(kNodes);
   std::vector<std::thread> threads;
   for (int n = 1; n <= kNodes; ++n) {
-    threads.emplace_back([this, n, &results] { results[n - 1] = NodeCommand("node-start", n); });
+    threads.emplace_back(
+        [this, n, &command, &results] { results[n - 1] = NodeCommand(command, n); });
   }
   for (std::thread& t : threads) t.join();
   for (const absl::Status& s : results) {
