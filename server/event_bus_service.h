@@ -89,19 +89,22 @@ class EventBusService final : public EventBusCallbackService {
   class StreamReactor;
 
   // Checks `request`, fills in its event's defaults (and the call's trace
-  // context) and encodes it.
+  // context; `now` is the time of an event without one) and encodes it.
   absl::StatusOr<kafka::Record> Encode(v1::PublishRequest& request,
-                                       const TraceContext& trace) const;
-  // Hands `record` to the producer. On OK, `done` is called later with the
-  // outcome, on the producer's thread; otherwise `done` is not called and
-  // the status says why the event was refused.
+                                       const TraceContext& trace,
+                                       absl::Time now) const;
+  // Hands `record` to the producer unless `deadline` is not after `now`. On
+  // OK, `done` is called later with the outcome, on the producer's thread;
+  // otherwise `done` is not called and the status says why the event was
+  // refused.
   absl::Status Produce(kafka::Record record, absl::Time deadline,
-                       kafka::DeliveryCallback done);
+                       absl::Time now, kafka::DeliveryCallback done);
   // The trace context in a call's metadata (traceparent, tracestate).
   static TraceContext CallTraceContext(
       const grpc::CallbackServerContext& context);
-  // The deadline to give the producer for a call with `context`.
-  absl::Time ProduceDeadline(const grpc::CallbackServerContext& context) const;
+  // The deadline to give the producer for a call with `context`, at `now`.
+  absl::Time ProduceDeadline(const grpc::CallbackServerContext& context,
+                             absl::Time now) const;
 
   // Counts a unary call from its start to its Finish. CallStarted returns
   // false (and counts nothing) while draining.

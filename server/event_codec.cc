@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <ctime>
 #include <map>
 #include <random>
 #include <vector>
@@ -344,10 +343,24 @@ std::string FormatRfc3339(absl::Time t) {
     return absl::FormatTime("%E4Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
   }
   const int64_t whole = absl::ToUnixSeconds(t);
-  const time_t seconds = static_cast<time_t>(whole);
   int64_t fraction = absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(whole));
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
+  // The date from the days since 1970-01-01 (H. Hinnant's civil_from_days,
+  // for days >= 0): a few integer steps, where gmtime_r was a tenth of
+  // this function's cost.
+  const int64_t days = whole / 86400;
+  const int64_t second_of_day = whole % 86400;
+  const int64_t shifted = days + 719468;  // days since 0000-03-01
+  const int64_t era = shifted / 146097;
+  const int64_t day_of_era = shifted - era * 146097;
+  const int64_t year_of_era =
+      (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
+  const int64_t day_of_year =
+      day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+  const int64_t month_from_march = (5 * day_of_year + 2) / 153;
+  const int day = static_cast<int>(day_of_year - (153 * month_from_march + 2) / 5 + 1);
+  const int month = static_cast<int>(month_from_march < 10 ? month_from_march + 3
+                                                           : month_from_march - 9);
+  const int year = static_cast<int>(year_of_era + era * 400 + (month <= 2 ? 1 : 0));
   // Digits by hand: printf's formatting showed up in the publish profile.
   char buf[32];
   char* p = buf;
@@ -358,17 +371,17 @@ std::string FormatRfc3339(absl::Time t) {
     }
     p += width;
   };
-  put(tm.tm_year + 1900, 4);
+  put(year, 4);
   *p++ = '-';
-  put(tm.tm_mon + 1, 2);
+  put(month, 2);
   *p++ = '-';
-  put(tm.tm_mday, 2);
+  put(day, 2);
   *p++ = 'T';
-  put(tm.tm_hour, 2);
+  put(static_cast<int>(second_of_day / 3600), 2);
   *p++ = ':';
-  put(tm.tm_min, 2);
+  put(static_cast<int>(second_of_day / 60 % 60), 2);
   *p++ = ':';
-  put(tm.tm_sec, 2);
+  put(static_cast<int>(second_of_day % 60), 2);
   if (fraction != 0) {
     int digits = 9;
     while (fraction % 10 == 0) {
@@ -566,20 +579,25 @@ absl::StatusOr<kafka::Record> EncodeRecord(v1::PublishRequest& request,
     // ce_ specversion, id, source, type, time, subject, dataschema, the
     // extensions and content-type at most: no reallocation on the way.
     record.headers.reserve(8 + static_cast<size_t>(e.extensions_size()));
-    auto add = [&record](absl::string_view name, absl::string_view value) {
-      record.headers.push_back(
-          {absl::StrCat(kHeaderPrefix, name), std::string(value)});
+    // The attributes' header names are literals (short enough for no
+    // allocation); only an extension's is put together.
+    auto add = [&record](std::string name, std::string value) {
+      record.headers.push_back({std::move(name), std::move(value)});
     };
-    add("specversion", e.spec_version());
-    add("id", e.id());
-    add("source", e.source());
-    add("type", e.type());
-    if (e.has_time()) add("time", FormatRfc3339(ToTime(e.time())));
-    if (!e.subject().empty()) add("subject", e.subject());
-    if (!e.data_schema().empty()) add("dataschema", e.data_schema());
-    std::map<std::string, std::string> sorted(e.extensions().begin(),
-                                              e.extensions().end());
-    for (const auto& [name, value] : sorted) add(name, value);
+    add("ce_specversion", e.spec_version());
+    add("ce_id", e.id());
+    add("ce_source", e.source());
+    add("ce_type", e.type());
+    if (e.has_time()) add("ce_time", FormatRfc3339(ToTime(e.time())));
+    if (!e.subject().empty()) add("ce_subject", e.subject());
+    if (!e.data_schema().empty()) add("ce_dataschema", e.data_schema());
+    if (!e.extensions().empty()) {
+      std::map<std::string, std::string> sorted(e.extensions().begin(),
+                                                e.extensions().end());
+      for (const auto& [name, value] : sorted) {
+        add(absl::StrCat(kHeaderPrefix, name), value);
+      }
+    }
     if (!e.data_content_type().empty()) {
       record.headers.push_back(
           {std::string(kContentTypeHeader), e.data_content_type()});

@@ -820,13 +820,19 @@ TEST(FormatRfc3339Test, AgreesWithAbslFormatTimeAcrossTheRange) {
       absl::FromUnixSeconds(253402300800),                  // year 10000
       absl::UnixEpoch() - absl::Nanoseconds(1),             // before 1970
       absl::FromUnixSeconds(-62135596800),                  // year 1
+      absl::FromUnixSeconds(4107542400 - 1),                // 2100-02-28T23:59:59
+      absl::FromUnixSeconds(4107542400),                    // 2100-03-01 (no leap day)
+      absl::FromUnixSeconds(13574563200),                   // 2400-02-29
+      absl::FromUnixSeconds(946684800 - 1),                 // 1999-12-31T23:59:59
   };
   uint64_t x = 88172645463325252ull;  // xorshift: fixed, varied times
   for (int i = 0; i < 2000; ++i) {
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    const int64_t seconds = static_cast<int64_t>(x % 4102444800ull);  // < 2100
+    // Half before 2100, half up to 9999.
+    const int64_t seconds =
+        static_cast<int64_t>(x % (i % 2 == 0 ? 4102444800ull : 253402300800ull));
     int64_t nanos = static_cast<int64_t>((x >> 20) % 1000000000);
     for (int k = 0; k < i % 10; ++k) nanos -= nanos % 10;  // trailing zeros
     times.push_back(absl::FromUnixSeconds(seconds) + absl::Nanoseconds(nanos));
