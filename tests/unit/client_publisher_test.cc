@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <future>
 #include <map>
 #include <optional>
@@ -15,6 +16,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -171,7 +173,10 @@ TEST_F(ClientPublisherTest, EventsQueuedDuringAWriteShareTheNextMessage) {
 }
 
 // A stream service that records the size of every request message and
-// answers each event OK: batching as seen on the wire.
+// answers each event OK: batching as seen on the wire. It reads nothing until
+// Open(), so a client's writes stop once the transport's flow-control window
+// is full and its events pile up behind the one write in flight, however
+// fast or slow the build runs.
 class RecordingService final : public v1::EventBus::CallbackService {
  public:
   grpc::ServerBidiReactor<v1::PublishBatchRequest, v1::PublishBatchResponse>*
@@ -179,15 +184,20 @@ class RecordingService final : public v1::EventBus::CallbackService {
     class Reactor final : public grpc::ServerBidiReactor<v1::PublishBatchRequest,
                                                          v1::PublishBatchResponse> {
      public:
-      explicit Reactor(RecordingService* s) : s_(s) { StartRead(&request_); }
+      explicit Reactor(RecordingService* s) : s_(s) {
+        absl::MutexLock lock(&s_->mu_);
+        if (s_->open_) {
+          StartRead(&request_);
+        } else {
+          s_->waiting_ = [this] { StartRead(&request_); };
+        }
+      }
       void OnReadDone(bool ok) override {
         if (!ok) {
           Finish(grpc::Status::OK);
           return;
         }
         s_->Record(request_.requests_size());
-        // Slow on purpose, so that events pile up behind one write.
-        absl::SleepFor(absl::Milliseconds(20));
         response_.Clear();
         for (const auto& r : request_.requests()) {
           v1::PublishResponse* out = response_.add_responses();
@@ -206,6 +216,16 @@ class RecordingService final : public v1::EventBus::CallbackService {
     };
     return new Reactor(this);
   }
+  // Starts reading: at once for a stream already open, else when it opens.
+  void Open() {
+    std::function<void()> start;
+    {
+      absl::MutexLock lock(&mu_);
+      open_ = true;
+      start = std::exchange(waiting_, nullptr);
+    }
+    if (start) start();
+  }
   void Record(int n) {
     absl::MutexLock lock(&mu_);
     sizes_.push_back(n);
@@ -217,7 +237,10 @@ class RecordingService final : public v1::EventBus::CallbackService {
 
  private:
   absl::Mutex mu_;
-  std::vector<int> sizes_;
+  bool open_ ABSL_GUARDED_BY(mu_) = false;
+  // Starts the reads of the stream that opened before Open().
+  std::function<void()> waiting_ ABSL_GUARDED_BY(mu_);
+  std::vector<int> sizes_ ABSL_GUARDED_BY(mu_);
 };
 
 TEST(ClientPublisherBatchingTest, ManyEventsGoInOneMessageUpToBatchSize) {
@@ -229,10 +252,14 @@ TEST(ClientPublisherBatchingTest, ManyEventsGoInOneMessageUpToBatchSize) {
     PublisherOptions options;
     options.batch_size = 50;
     Publisher publisher(absl::StrCat("127.0.0.1:", port), options);
+    // 1 KiB each: 1,000 of them are far more than the flow-control window
+    // lets through before the server reads.
     constexpr int kEvents = 1000;
+    const std::string data(1024, 'x');
     for (int i = 0; i < kEvents; ++i) {
-      publisher.PublishAsync(Request("k", "x"), [](auto) {});
+      publisher.PublishAsync(Request("k", data), [](auto) {});
     }
+    service.Open();
     ASSERT_TRUE(publisher.Flush(absl::Seconds(10)).ok());
     EXPECT_TRUE(publisher.Close().ok());
     std::vector<int> sizes = service.sizes();
@@ -244,11 +271,10 @@ TEST(ClientPublisherBatchingTest, ManyEventsGoInOneMessageUpToBatchSize) {
     }
     EXPECT_EQ(total, kEvents);
     EXPECT_EQ(largest, 50);
-    // At least 20 messages of 50, and smaller ones while a write is in
-    // flight: how many depends on how fast events come compared with writes
-    // (about 25 in a plain build, 174 seen under ASan with coverage). One
-    // message per event would be 1,000.
-    EXPECT_LT(sizes.size(), static_cast<size_t>(kEvents / 4)) << "events were not batched";
+    // Single events while the window had room (about 64 KiB of them), then
+    // messages of 50. One message per event would be 1,000.
+    EXPECT_LT(sizes.size(), static_cast<size_t>(kEvents / 4))
+        << "events were not batched: " << sizes.size() << " messages";
   }
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
 }
