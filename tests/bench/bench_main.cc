@@ -174,6 +174,8 @@ struct Options {
   bool smoke = false;
   std::string json_path;
   std::string sidecar_binary = EVENTBUS_SIDECAR_BINARY;
+  // Started as `floor_program --serve-floor ADDRESS`.
+  std::string floor_program = "/proc/self/exe";
   // The Kafka broker's process, whose CPU time per scenario is reported
   // (0: not reported).
   pid_t broker_pid = 0;
@@ -1736,7 +1738,7 @@ void Usage() {
   std::fprintf(stderr,
                "usage: eventbus-bench [--brokers HOST:PORT] [--events N] "
                "[--runs R] [--smoke] [--json PATH] [--only G] [--sidecar PATH] "
-               "[--broker-pid PID] [--scenario NAME]\n"
+               "[--broker-pid PID] [--scenario NAME] [--floor PATH]\n"
                "  --brokers  Kafka bootstrap (default: $TEST_KAFKA_BROKERS)\n"
                "  --events   events per run and scenario with 100 B data "
                "(default 200000; 1 KiB runs use N/4)\n"
@@ -1751,7 +1753,9 @@ void Usage() {
                "  --broker-pid  the Kafka broker's process: report its CPU "
                "per scenario (deploy/bench.sh passes it)\n"
                "  --scenario  run only this publish scenario, e.g. \"sidecar "
-               "stream b100\" (repeatable; for profiling)\n");
+               "stream b100\" (repeatable; for profiling)\n"
+               "  --floor    the program started as `PATH --serve-floor ADDRESS` "
+               "for the gRPC floor (default: this benchmark; for profiling)\n");
 }
 
 std::optional<Options> ParseArgs(int argc, char** argv) {
@@ -1785,6 +1789,8 @@ std::optional<Options> ParseArgs(int argc, char** argv) {
       options.json_path = *v;
     } else if (arg == "--sidecar" && (v = value())) {
       options.sidecar_binary = *v;
+    } else if (arg == "--floor" && (v = value())) {
+      options.floor_program = *v;
     } else if (arg == "--broker-pid" && (v = value()) &&
                absl::SimpleAtoi(*v, &options.broker_pid) && options.broker_pid > 0 &&
                ReadUsage(options.broker_pid)) {
@@ -1855,11 +1861,11 @@ absl::StatusOr<std::unique_ptr<ChildServer>> StartSidecar(
       address, absl::Seconds(60));
 }
 
-absl::StatusOr<std::unique_ptr<ChildServer>> StartFloor() {
+absl::StatusOr<std::unique_ptr<ChildServer>> StartFloor(const Options& options) {
   absl::StatusOr<int> port = FreeLoopbackPort();
   if (!port.ok()) return port.status();
   const std::string address = absl::StrCat("127.0.0.1:", *port);
-  return ChildServer::Start("floor", "/proc/self/exe", {"--serve-floor", address},
+  return ChildServer::Start("floor", options.floor_program, {"--serve-floor", address},
                             address, absl::Seconds(30));
 }
 
@@ -1936,7 +1942,7 @@ void MeasureResources(const Options& options, kafka::RdKafkaProducer& direct,
   // And the gRPC floor at the same rate: what gRPC alone costs a server
   // process per 1,000 messages of 1 KiB arriving one by one.
   {
-    absl::StatusOr<std::unique_ptr<ChildServer>> floor = StartFloor();
+    absl::StatusOr<std::unique_ptr<ChildServer>> floor = StartFloor(options);
     const std::string what = "  gRPC floor, same rate: CPU of the floor process";
     if (!floor.ok()) return fail(what, floor.status().ToString());
     const double cpu_before = ChildCpuSeconds(**floor);
@@ -2056,7 +2062,7 @@ int Main(int argc, char** argv) {
   }
   if (options.Wants("publish") || options.Wants("subscribe") ||
       options.Wants("rates")) {
-    absl::StatusOr<std::unique_ptr<ChildServer>> started = StartFloor();
+    absl::StatusOr<std::unique_ptr<ChildServer>> started = StartFloor(options);
     if (!started.ok()) {
       std::fprintf(stderr, "bench: %s\n", started.status().ToString().c_str());
       return 1;
