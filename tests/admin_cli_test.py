@@ -162,9 +162,15 @@ def main():
     ok = False
     try:
         log = open(os.path.join(work, "sidecar.log"), "w")
+        # Auto-creation off, as docs/operations.md advises where deletes must
+        # stick: this sidecar publishes to the topic before deleting it, and
+        # librdkafka's producer keeps asking for the metadata of a topic it
+        # knows, which a broker with auto.create.topics.enable re-creates
+        # (seen: an empty topic with a new id, within a second).
         sidecar = subprocess.Popen(
             [sidecar_bin, f"--kafka.brokers={brokers}", "--server.listen=127.0.0.1:0",
-             "--server.metrics_listen=", "--admin.allow_changes=true"],
+             "--server.metrics_listen=", "--admin.allow_changes=true",
+             "--kafka.producer.allow.auto.create.topics=false"],
             stdout=log, stderr=subprocess.STDOUT)
         procs.append(sidecar)
 
@@ -296,6 +302,12 @@ def main():
         r = cli.run("topics", "describe", topic, want=1)
         if "NOT_FOUND" not in r.stderr:
             fail(f"describe after delete: {r.stderr!r}, want NOT_FOUND")
+        # And it stays deleted: librdkafka asks for unknown topics every
+        # second, which would re-create it if auto-creation were on.
+        time.sleep(2.5)
+        r = cli.run("topics", "describe", topic, want=1)
+        if "NOT_FOUND" not in r.stderr:
+            fail(f"describe 2.5 s after delete: {r.stderr!r}, want NOT_FOUND")
         ok = True
         print("admin CLI: topics and groups match Kafka")
     finally:
