@@ -265,16 +265,21 @@ TEST(ClientPublisherBatchingTest, ManyEventsGoInOneMessageUpToBatchSize) {
     std::vector<int> sizes = service.sizes();
     int total = 0;
     int largest = 0;
+    int in_full_messages = 0;
     for (int n : sizes) {
       total += n;
       largest = std::max(largest, n);
+      if (n == 50) in_full_messages += n;
     }
     EXPECT_EQ(total, kEvents);
     EXPECT_EQ(largest, 50);
-    // Single events while the window had room (about 64 KiB of them), then
-    // messages of 50. One message per event would be 1,000.
-    EXPECT_LT(sizes.size(), static_cast<size_t>(kEvents / 4))
-        << "events were not batched: " << sizes.size() << " messages";
+    // Single events while the flow-control window had room, then messages
+    // of 50. The window is 64 KiB at first but gRPC may grow it (257 single
+    // events got through under AddressSanitizer once), so the bound is on
+    // the events that went in full messages: most of them.
+    EXPECT_GE(in_full_messages, kEvents / 2)
+        << "events were not batched: " << sizes.size() << " messages for "
+        << kEvents << " events";
   }
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
 }
